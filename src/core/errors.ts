@@ -1,0 +1,163 @@
+// Typed errors. Only bin/oci-build.js turns them into exit codes; everything else throws.
+// Exit codes (DESIGN.md): 0 success, 1 a build phase failed, 2 bad usage/config/input,
+// 3 a required tool or service is unavailable.
+
+export const ExitCode = {
+  Success: 0,
+  BuildFailed: 1,
+  Usage: 2,
+  Unavailable: 3,
+} as const;
+
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+export interface OciBuildErrorOptions {
+  cause?: unknown;
+  /** What the user can do about it. Printed under the message. */
+  hint?: string;
+  /** Extra machine-readable details (config issues, paths looked at). */
+  details?: Record<string, unknown>;
+}
+
+export class OciBuildError extends Error {
+  readonly code: string = 'E_INTERNAL';
+  readonly exitCode: ExitCodeValue = ExitCode.BuildFailed;
+  /** Retrying the same job may succeed (network, registry, NATS). */
+  readonly transient: boolean = false;
+  readonly hint?: string;
+  readonly details?: Record<string, unknown>;
+
+  constructor(message: string, options: OciBuildErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.hint = options.hint;
+    this.details = options.details;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      ...(this.hint ? { hint: this.hint } : {}),
+      ...(this.details ? { details: this.details } : {}),
+    };
+  }
+}
+
+/** Bad flags or arguments. */
+export class UsageError extends OciBuildError {
+  override readonly code: string = 'E_USAGE';
+  override readonly exitCode = ExitCode.Usage;
+}
+
+export interface ConfigIssue {
+  /** Dotted key path, e.g. `server.port`, or the environment variable / flag it came from. */
+  path: string;
+  message: string;
+  source?: string;
+}
+
+/** The configuration is invalid; every problem is listed at once. */
+export class ConfigError extends OciBuildError {
+  override readonly code = 'E_CONFIG';
+  override readonly exitCode = ExitCode.Usage;
+  readonly issues: ConfigIssue[];
+
+  constructor(message: string, issues: ConfigIssue[], options: OciBuildErrorOptions = {}) {
+    super(
+      `${message}\n${issues.map((i) => `  - ${i.path}: ${i.message}${i.source ? ` (from ${i.source})` : ''}`).join('\n')}`,
+      { ...options, details: { ...options.details, issues } },
+    );
+    this.issues = issues;
+  }
+}
+
+/** The input (source directory, repository name, ref, payload) cannot be used as given. */
+export class InputError extends OciBuildError {
+  override readonly code: string = 'E_INPUT';
+  override readonly exitCode = ExitCode.Usage;
+}
+
+/** A tool (buildah, go, mvn…) is not installed or does not work here. */
+export class ToolUnavailableError extends OciBuildError {
+  override readonly code: string = 'E_TOOL_UNAVAILABLE';
+  override readonly exitCode = ExitCode.Unavailable;
+}
+
+/** A service (Git remote, registry, NATS) cannot be reached. Retrying may help. */
+export class ServiceUnavailableError extends OciBuildError {
+  override readonly code: string = 'E_SERVICE_UNAVAILABLE';
+  override readonly exitCode = ExitCode.Unavailable;
+  override readonly transient = true;
+}
+
+/** A phase of the build failed for a reason in the repository itself (compile error, bad Dockerfile). */
+export class BuildFailedError extends OciBuildError {
+  override readonly code: string = 'E_BUILD_FAILED';
+  override readonly exitCode = ExitCode.BuildFailed;
+}
+
+/** A command exited non-zero. */
+export class CommandFailedError extends BuildFailedError {
+  override readonly code = 'E_COMMAND_FAILED';
+  readonly command: string;
+  readonly exitStatus?: number;
+
+  constructor(message: string, command: string, exitStatus: number | undefined, options: OciBuildErrorOptions = {}) {
+    super(message, options);
+    this.command = command;
+    this.exitStatus = exitStatus;
+  }
+}
+
+/** The project has no Dockerfile where one is needed. */
+export class DockerfileMissingError extends BuildFailedError {
+  override readonly code = 'E_DOCKERFILE_MISSING';
+}
+
+/** The build ran past `build.timeout`. */
+export class BuildTimeoutError extends BuildFailedError {
+  override readonly code = 'E_TIMEOUT';
+}
+
+/** The build was cancelled (signal, or superseded by a newer push). */
+export class CancelledError extends OciBuildError {
+  override readonly code = 'E_CANCELLED';
+  override readonly exitCode = ExitCode.BuildFailed;
+}
+
+/** A Git remote refused the credentials or does not have what was asked. Never retried. */
+export class GitRefNotFoundError extends OciBuildError {
+  override readonly code = 'E_REF_NOT_FOUND';
+  override readonly exitCode = ExitCode.Unavailable;
+}
+
+export class GitAuthError extends OciBuildError {
+  override readonly code = 'E_GIT_AUTH';
+  override readonly exitCode = ExitCode.Unavailable;
+}
+
+export function isOciBuildError(err: unknown): err is OciBuildError {
+  return err instanceof OciBuildError;
+}
+
+/** Retrying may succeed: the network, a registry or NATS was briefly unavailable. */
+export function isTransient(err: unknown): boolean {
+  return isOciBuildError(err) && err.transient;
+}
+
+export function isCancelled(err: unknown): boolean {
+  return err instanceof CancelledError;
+}
+
+/** A short, single-line description of any thrown value. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** Exit code for an error code stored in a BuildRecord. */
+export function exitCodeOf(err: unknown): ExitCodeValue {
+  return isOciBuildError(err) ? err.exitCode : ExitCode.BuildFailed;
+}

@@ -1,0 +1,343 @@
+// The pipeline: source → detect → build → image → (push) → record.
+// `oci-build build`, the worker and the tests all call runPipeline with their own adapters.
+
+import { performance } from 'node:perf_hooks';
+import {
+  BuildFailedError,
+  BuildTimeoutError,
+  CancelledError,
+  DockerfileMissingError,
+  OciBuildError,
+  describeError,
+  isOciBuildError,
+} from './errors.js';
+import { imageLabels, imageRepository, imageTags } from './naming.js';
+import type { BuildLog, PhaseContext, PipelineDeps, SourceCheckout } from './ports.js';
+import { systemClock } from './ports.js';
+import type {
+  BuildJob,
+  BuildRecord,
+  ImageResult,
+  PhaseMetric,
+  PhaseName,
+  Project,
+  ProjectSummary,
+  Workspace,
+} from './types.js';
+
+export interface PipelineOptions {
+  /** Cancels the build (SIGINT, superseded by a newer push). */
+  signal?: AbortSignal;
+  /** `build.timeout` in milliseconds; 0 or undefined for none. */
+  timeoutMs?: number;
+}
+
+export interface PipelineResult {
+  record: BuildRecord;
+  /** Set when the build did not succeed; its exitCode is the CLI's. */
+  error?: OciBuildError;
+}
+
+/** Builds the record a job starts with (status `queued`). */
+export function initialRecord(job: BuildJob): BuildRecord {
+  return {
+    id: job.id,
+    status: 'queued',
+    trigger: job.trigger,
+    ...(job.deliveryId ? { deliveryId: job.deliveryId } : {}),
+    repository: { fullName: job.repository?.fullName ?? '', ...job.repository },
+    createdAt: job.createdAt,
+    phases: [],
+    images: [],
+  };
+}
+
+class PhaseFailure extends Error {
+  constructor(readonly error: OciBuildError) {
+    super(error.message);
+  }
+}
+
+export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: PipelineOptions = {}): Promise<PipelineResult> {
+  const clock = deps.clock ?? systemClock;
+  const timeout = new AbortController();
+  const timer =
+    options.timeoutMs && options.timeoutMs > 0
+      ? setTimeout(() => timeout.abort(new BuildTimeoutError(`The build ran past its timeout of ${formatMs(options.timeoutMs!)}`, { hint: 'Raise build.timeout (OCI_BUILD_BUILD_TIMEOUT) or speed up the build.' })), options.timeoutMs)
+      : undefined;
+  timer?.unref?.();
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal;
+
+  const record: BuildRecord = {
+    ...initialRecord(job),
+    status: 'running',
+    startedAt: clock.now().toISOString(),
+    ...(deps.workerName ? { worker: deps.workerName } : {}),
+  };
+  const log: BuildLog = await deps.logs.open(job.id);
+  if (log.location) record.logPath = log.location;
+  const ctx: PhaseContext = { signal, log };
+  let checkout: SourceCheckout | undefined;
+  let failure: OciBuildError | undefined;
+
+  const update = async () => {
+    await deps.store.put(record);
+    await deps.reporter.recordUpdated?.(record);
+  };
+
+  /** Runs one phase (optionally for one project), recording its metric. */
+  const phase = async <T>(name: PhaseName, project: string | undefined, fn: () => Promise<T>): Promise<T> => {
+    throwIfAborted(signal);
+    const metric: PhaseMetric = {
+      name,
+      status: 'running',
+      ...(project !== undefined ? { project } : {}),
+      startedAt: clock.now().toISOString(),
+      durationMs: 0,
+    };
+    record.phases.push(metric);
+    deps.reporter.phaseStarted(name, project);
+    log.write(`==> ${name}${project !== undefined ? ` ${project}` : ''}`, 'system');
+    const started = performance.now();
+    try {
+      const result = await fn();
+      metric.status = 'succeeded';
+      return result;
+    } catch (err) {
+      const error = toOciError(err, signal);
+      metric.status = error instanceof CancelledError ? 'cancelled' : 'failed';
+      metric.error = error.message;
+      throw new PhaseFailure(error);
+    } finally {
+      metric.durationMs = Math.round(performance.now() - started);
+      deps.reporter.phaseEnded(metric);
+      await update();
+    }
+  };
+
+  const fail = (phaseName: PhaseName | 'queue', error: OciBuildError) => {
+    failure = error;
+    record.error = { phase: phaseName, code: error.code, message: error.message };
+    log.write(`error: ${error.message}${error.hint ? `\nhint: ${error.hint}` : ''}`, 'system');
+  };
+
+  try {
+    await update();
+
+    // ---- source ----
+    checkout = await phase('source', undefined, () => deps.source.checkout(job.source, job, ctx));
+    const source = checkout;
+    record.repository = { ...record.repository, ...source.repository };
+    if (source.warnings.length > 0) {
+      const sourceMetric = record.phases.find((p) => p.name === 'source');
+      if (sourceMetric) sourceMetric.warning = source.warnings.join('; ');
+      record.warnings = [...(record.warnings ?? []), ...source.warnings];
+      for (const warning of source.warnings) {
+        deps.reporter.warn(warning);
+        log.write(`warning: ${warning}`, 'system');
+      }
+    }
+    log.write(`commit ${source.repository.commit}${source.repository.branch ? ` (${source.repository.branch})` : ''}`, 'system');
+
+    // ---- detect ----
+    const affectedBase = job.affectedBase;
+    const workspace: Workspace = await phase('detect', undefined, () =>
+      deps.detector.detect(
+        source.dir,
+        {
+          name: source.repository.fullName.split('/').pop() || source.repository.fullName,
+          ...(job.projects?.length ? { projects: job.projects } : {}),
+          ...(affectedBase ? { affected: { base: affectedBase, changedFiles: () => source.changedFilesSince(affectedBase, ctx) } } : {}),
+        },
+        ctx,
+      ),
+    );
+    if (workspace.selectionNote) log.write(workspace.selectionNote, 'system');
+    const selected = workspace.projects.filter((p) => workspace.selected.includes(p.name));
+    record.projects = selected.map((p) => summarize(p));
+
+    // ---- build ----
+    // One metric per project. The builder runs them (Nx runs them together); failures do not throw.
+    const buildStarted = clock.now().toISOString();
+    const t0 = performance.now();
+    for (const project of selected) deps.reporter.phaseStarted('build', project.name);
+    let outcomes;
+    try {
+      throwIfAborted(signal);
+      outcomes = await deps.builder.build(workspace, ctx);
+    } catch (err) {
+      const error = toOciError(err, signal);
+      for (const project of selected) {
+        const metric: PhaseMetric = {
+          name: 'build',
+          project: project.name,
+          status: error instanceof CancelledError ? 'cancelled' : 'failed',
+          startedAt: buildStarted,
+          durationMs: Math.round(performance.now() - t0),
+          error: error.message,
+        };
+        record.phases.push(metric);
+        deps.reporter.phaseEnded(metric);
+      }
+      await update();
+      throw new PhaseFailure(error);
+    }
+    let buildFailure: OciBuildError | undefined;
+    for (const outcome of outcomes) {
+      const metric: PhaseMetric = {
+        name: 'build',
+        project: outcome.project,
+        status: outcome.status === 'skipped' ? 'skipped' : outcome.status,
+        startedAt: outcome.startedAt,
+        durationMs: outcome.durationMs,
+        ...(outcome.cached !== undefined ? { cached: outcome.cached } : {}),
+        ...(outcome.error ? { error: outcome.error } : {}),
+      };
+      record.phases.push(metric);
+      deps.reporter.phaseEnded(metric);
+      const summary = record.projects.find((p) => p.name === outcome.project);
+      if (summary) {
+        summary.built = outcome.status === 'succeeded';
+        if (outcome.cached !== undefined) summary.cached = outcome.cached;
+      }
+      if (outcome.status === 'failed' && !buildFailure) {
+        buildFailure = new BuildFailedError(
+          selected.length > 1 || workspace.kind === 'nx'
+            ? `Project ${outcome.project} failed to build: ${outcome.error ?? 'see the log'}`
+            : outcome.error ?? `The build of ${outcome.project} failed; see the log`,
+          { hint: record.logPath ? `The full output is in ${record.logPath}` : undefined },
+        );
+      }
+    }
+    await update();
+    if (buildFailure) throw new PhaseFailure(buildFailure);
+
+    // ---- image ----
+    if (!job.noImage) {
+      const explicit = new Set(job.projects ?? []);
+      const tags = imageTags(source.repository);
+      const labels = imageLabels(source.repository, source.commitTime);
+      const built: Array<{ project: Project; result: ImageResult }> = [];
+      for (const project of selected) {
+        const summary = record.projects.find((p) => p.name === project.name);
+        if (!project.dockerfile) {
+          const mustHaveImage = workspace.kind === 'single' || explicit.has(project.name);
+          const looked = project.dockerfileCandidates.join(', ');
+          if (mustHaveImage) {
+            await phase('image', project.name, async () => {
+              throw new DockerfileMissingError(`No Dockerfile for project ${project.name}: looked for ${looked}`, {
+                hint: 'Add a Dockerfile (or Containerfile) at the project root, or run with --no-image to stop after the code build.',
+                details: { looked: project.dockerfileCandidates },
+              });
+            });
+          }
+          if (summary) summary.noImageReason = `no Dockerfile (looked for ${looked})`;
+          log.write(`${project.name}: no Dockerfile, no image (looked for ${looked})`, 'system');
+          continue;
+        }
+        const dockerfile = project.dockerfile;
+        const repository = imageRepository({
+          registry: job.image.registry,
+          name: workspace.name,
+          ...(workspace.kind === 'nx' ? { project: project.name } : {}),
+        });
+        const image = await phase('image', project.name, () =>
+          deps.images.build(
+            {
+              project: project.name,
+              contextDir: project.root === '.' ? workspace.dir : `${workspace.dir}/${project.root}`,
+              dockerfile,
+              repository,
+              tags,
+              labels,
+              buildArgs: job.image.buildArgs,
+              timestamp: source.commitTime,
+            },
+            ctx,
+          ),
+        );
+        const result: ImageResult = {
+          project: project.name,
+          repository,
+          tags,
+          ...(image.digest ? { digest: image.digest } : {}),
+          imageId: image.imageId,
+          pushed: false,
+        };
+        record.images.push(result);
+        if (summary) summary.image = `${repository}:${tags[0]}`;
+        built.push({ project, result });
+      }
+
+      // ---- push ----
+      if (job.image.push) {
+        for (const { project, result } of built) {
+          const pushed = await phase('push', project.name, () =>
+            deps.images.push({ repository: result.repository, tags: result.tags, imageId: result.imageId!, tlsVerify: job.image.tlsVerify }, ctx),
+          );
+          result.digest = pushed.digest;
+          result.pushed = true;
+        }
+      }
+    }
+
+    record.status = 'succeeded';
+  } catch (err) {
+    const error = err instanceof PhaseFailure ? err.error : toOciError(err, signal);
+    const failedPhase = [...record.phases].reverse().find((p) => p.status === 'failed' || p.status === 'cancelled');
+    fail(failedPhase?.name ?? 'source', error);
+    record.status = error instanceof CancelledError ? 'cancelled' : 'failed';
+  } finally {
+    if (timer) clearTimeout(timer);
+    record.finishedAt = clock.now().toISOString();
+    try {
+      await checkout?.dispose();
+    } catch (err) {
+      log.write(`warning: could not remove the worktree: ${describeError(err)}`, 'system');
+    }
+    log.write(`==> ${record.status}`, 'system');
+    await log.close();
+    await update();
+  }
+  return failure ? { record, error: failure } : { record };
+}
+
+function summarize(project: Project): ProjectSummary {
+  return {
+    name: project.name,
+    ...(project.language ? { language: project.language } : {}),
+    root: project.root,
+    built: false,
+  };
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw abortError(signal);
+}
+
+function abortError(signal: AbortSignal): OciBuildError {
+  const reason: unknown = signal.reason;
+  if (isOciBuildError(reason)) return reason;
+  return new CancelledError(typeof reason === 'string' ? reason : 'The build was cancelled');
+}
+
+/** Any thrown value as an OciBuildError; an abort becomes the abort's reason (timeout or cancel). */
+export function toOciError(err: unknown, signal?: AbortSignal): OciBuildError {
+  if (signal?.aborted) {
+    const reason = abortError(signal);
+    if (!isOciBuildError(err) || err instanceof CancelledError || err.code === 'E_COMMAND_FAILED') return reason;
+  }
+  if (isOciBuildError(err)) return err;
+  return new BuildFailedError(describeError(err), { cause: err });
+}
+
+export function formatMs(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)}s`;
+  const m = Math.floor(s / 60);
+  const rest = Math.round(s - m * 60);
+  if (m < 60) return rest ? `${m}m${rest}s` : `${m}m`;
+  const h = Math.floor(m / 60);
+  return `${h}h${m % 60 ? `${m % 60}m` : ''}`;
+}

@@ -1,0 +1,173 @@
+// The interfaces the pipeline depends on. Adapters in src/<area>/ implement them; tests hand in fakes.
+// Nothing here knows about NATS, isomorphic-git, execa, buildah or the work directory layout.
+
+import type {
+  BuildJob,
+  BuildRecord,
+  JobSource,
+  JobStatus,
+  PhaseMetric,
+  PhaseName,
+  Project,
+  ProjectBuildOutcome,
+  RepositoryInfo,
+  Workspace,
+} from './types.js';
+
+/** Where a build's output goes: the log file, a JetStream stream, the terminal. Line oriented. */
+export interface LogSink {
+  /** One line (no trailing newline). `stream` tells where it came from. */
+  write(line: string, stream?: LogStream): void;
+}
+
+export type LogStream = 'stdout' | 'stderr' | 'system';
+
+/** Passed to every adapter call the pipeline makes. */
+export interface PhaseContext {
+  signal: AbortSignal;
+  log: LogSink;
+}
+
+// ---- source ----
+
+export interface SourceCheckout {
+  /** Absolute path of a directory holding the commit's files. */
+  dir: string;
+  repository: RepositoryInfo;
+  /** The commit's committer time, seconds since the epoch (image timestamps). */
+  commitTime: number;
+  /** Things the user should know (e.g. "remote unreachable: built from the mirror"). */
+  warnings: string[];
+  /**
+   * Files changed between `base` and the checked-out commit, relative to `dir`;
+   * `undefined` when `base` is unknown (all zeros, or not in the history) so every project builds.
+   */
+  changedFilesSince(base: string, ctx: PhaseContext): Promise<string[] | undefined>;
+  /** Remove the worktree (no-op for a local directory). */
+  dispose(): Promise<void>;
+}
+
+export interface SourceProvider {
+  checkout(source: JobSource, job: BuildJob, ctx: PhaseContext): Promise<SourceCheckout>;
+}
+
+// ---- detect ----
+
+export interface DetectOptions {
+  /** Fallback name for the workspace (the repository's name). */
+  name: string;
+  /** `--project` names. */
+  projects?: string[];
+  /**
+   * An affected build (Nx): the base commit and a lazy list of changed files, which is
+   * `undefined` when the base cannot be found (then every project builds).
+   */
+  affected?: { base: string; changedFiles: () => Promise<string[] | undefined> };
+}
+
+export interface ProjectDetector {
+  detect(dir: string, options: DetectOptions, ctx: PhaseContext): Promise<Workspace>;
+}
+
+// ---- build ----
+
+export interface CodeBuilder {
+  /**
+   * Builds the selected projects of a workspace. Returns one outcome per selected project;
+   * a failed project does not throw (the others' results stay in the record).
+   * Throws only for failures outside the projects (a tool missing, cancellation).
+   */
+  build(workspace: Workspace, ctx: PhaseContext): Promise<ProjectBuildOutcome[]>;
+}
+
+// ---- image ----
+
+export interface ImageSpec {
+  project: string;
+  contextDir: string;
+  dockerfile: string;
+  /** Full repository name, registry prefix included. */
+  repository: string;
+  tags: string[];
+  labels: Record<string, string>;
+  buildArgs: Record<string, string>;
+  /** Seconds since the epoch: the image's `created` and every file's time. */
+  timestamp: number;
+}
+
+export interface BuiltImage {
+  imageId: string;
+  /** Manifest digest of the local image (sha256:…). */
+  digest?: string;
+}
+
+export interface PushSpec {
+  repository: string;
+  tags: string[];
+  imageId: string;
+  tlsVerify: boolean;
+}
+
+export interface ImageBuilder {
+  build(spec: ImageSpec, ctx: PhaseContext): Promise<BuiltImage>;
+  /** Pushes every tag; returns the registry's manifest digest. */
+  push(spec: PushSpec, ctx: PhaseContext): Promise<{ digest: string }>;
+}
+
+// ---- record ----
+
+export interface BuildListFilter {
+  limit?: number;
+  repo?: string;
+  branch?: string;
+  status?: JobStatus;
+}
+
+export interface BuildStore {
+  put(record: BuildRecord): Promise<void>;
+  get(id: string): Promise<BuildRecord | undefined>;
+  list(filter?: BuildListFilter): Promise<BuildRecord[]>;
+}
+
+/** A build's log, written as it runs. */
+export interface BuildLog extends LogSink {
+  /** Where the full log can be read (a file path, or a description). */
+  readonly location?: string;
+  close(): Promise<void>;
+}
+
+export interface LogStore {
+  open(buildId: string): Promise<BuildLog>;
+}
+
+// ---- progress ----
+
+/** Live progress for a human (spinner, plain lines) or a machine (JetStream status updates). */
+export interface Reporter {
+  phaseStarted(phase: PhaseName, project?: string): void;
+  phaseEnded(metric: PhaseMetric): void;
+  warn(message: string): void;
+  /** The record changed (status, phases). Used by the worker to publish status. */
+  recordUpdated?(record: BuildRecord): void | Promise<void>;
+}
+
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+export interface PipelineDeps {
+  source: SourceProvider;
+  detector: ProjectDetector;
+  builder: CodeBuilder;
+  images: ImageBuilder;
+  store: BuildStore;
+  logs: LogStore;
+  reporter: Reporter;
+  clock?: Clock;
+  /** Name of the worker (hostname:pid) running the pipeline. */
+  workerName?: string;
+}
+
+export type { Project };

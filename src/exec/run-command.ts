@@ -1,0 +1,191 @@
+// Every external command goes through here: an argument array (never a shell string), its own
+// process group, output streamed line by line to a LogSink, cancellation through an AbortSignal.
+// On abort the whole group gets SIGTERM, then SIGKILL after a grace period, so no grandchild
+// (a Maven JVM, a Go compiler, a buildah RUN step) outlives the build.
+
+import { StringDecoder } from 'node:string_decoder';
+import {
+  CancelledError,
+  CommandFailedError,
+  ToolUnavailableError,
+  isOciBuildError,
+} from '../core/errors.js';
+import type { LogSink } from '../core/ports.js';
+
+export interface RunOptions {
+  cwd?: string;
+  /** Added to (not replacing) the current environment. */
+  env?: Record<string, string | undefined>;
+  signal?: AbortSignal;
+  /** Where output lines go; omitted output is only captured. */
+  log?: LogSink;
+  /** Between SIGTERM and SIGKILL of the process group. Default 10 s. */
+  killGraceMs?: number;
+  /** Keep stdout in the result (default true); a long build's output need not be held. */
+  capture?: boolean;
+  /** Bytes written to stdin. */
+  input?: string;
+  /** Exit codes that are not failures. Default [0]. */
+  okExitCodes?: number[];
+  /** How the command is named in errors (default the executable). */
+  displayName?: string;
+  /** Strings masked as *** in logs and errors (tokens, passwords). */
+  secrets?: string[];
+}
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+/** The last lines of stderr (or stdout), for an error message. */
+const TAIL_LINES = 20;
+
+export type CommandRunner = (file: string, args: readonly string[], options?: RunOptions) => Promise<RunResult>;
+
+export const runCommand: CommandRunner = (file, args, options = {}) => {
+  const started = Date.now();
+  const killGraceMs = options.killGraceMs ?? 10_000;
+  const mask = masker(options.secrets);
+  const name = options.displayName ?? file;
+  if (options.signal?.aborted) return Promise.reject(abortReason(options.signal, name));
+
+  return (async () => {
+    // execa is imported on first use: commands that run nothing never pay for loading it.
+    const { execa } = await import('execa');
+    const capture = options.capture ?? true;
+    const child = execa(file, [...args], {
+      cwd: options.cwd,
+      env: options.env,
+      extendEnv: true,
+      // Its own process group: a kill reaches every descendant.
+      detached: true,
+      reject: false,
+      buffer: false,
+      stripFinalNewline: false,
+      ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' as const }),
+    });
+    const stdoutParts: string[] = [];
+    const stderrParts: string[] = [];
+    const tails: Record<'stdout' | 'stderr', string[]> = { stdout: [], stderr: [] };
+    let killTimer: NodeJS.Timeout | undefined;
+    let aborted = false;
+
+    const lineReader = (stream: 'stdout' | 'stderr', parts: string[]) => {
+      const decoder = new StringDecoder('utf8');
+      let pending = '';
+      const emit = (line: string) => {
+        const safe = mask(line);
+        const tail = tails[stream];
+        tail.push(safe);
+        if (tail.length > TAIL_LINES) tail.shift();
+        options.log?.write(safe, stream);
+      };
+      return {
+        push(chunk: Buffer) {
+          const text = decoder.write(chunk);
+          if (capture) parts.push(text);
+          pending += text;
+          let index: number;
+          while ((index = pending.indexOf('\n')) >= 0) {
+            emit(pending.slice(0, index).replace(/\r$/, ''));
+            pending = pending.slice(index + 1);
+          }
+        },
+        flush() {
+          const rest = pending + decoder.end();
+          if (rest.length > 0) emit(rest);
+          pending = '';
+        },
+      };
+    };
+    const out = lineReader('stdout', stdoutParts);
+    const err = lineReader('stderr', stderrParts);
+    child.stdout?.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => err.push(chunk));
+
+    const killGroup = (signal: NodeJS.Signals) => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, signal);
+      } catch {
+        // the group is already gone
+      }
+    };
+    const onAbort = () => {
+      aborted = true;
+      killGroup('SIGTERM');
+      killTimer = setTimeout(() => killGroup('SIGKILL'), killGraceMs);
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const result = await child;
+    options.signal?.removeEventListener('abort', onAbort);
+    out.flush();
+    err.flush();
+    if (aborted) {
+      // The leader exited; anything left in its group (a daemonised grandchild) goes too.
+      killGroup('SIGKILL');
+      if (killTimer) clearTimeout(killTimer);
+      throw abortReason(options.signal!, name);
+    }
+    const spawnError = (result as { code?: string }).code;
+    if (result.exitCode === undefined && spawnError) {
+      if (spawnError === 'ENOENT') {
+        throw new ToolUnavailableError(`${name} is not installed (no ${file} on PATH)`, { hint: installHint(file) });
+      }
+      throw new ToolUnavailableError(`Cannot run ${name}: ${result.message}`);
+    }
+    const exitCode = result.exitCode ?? 128 + (result.signal ? osSignalNumber(result.signal as NodeJS.Signals) ?? 0 : 0);
+    if (!(options.okExitCodes ?? [0]).includes(exitCode)) {
+      const tail = (tails.stderr.some((l) => l.trim()) ? tails.stderr : tails.stdout).filter((l) => l.trim().length > 0);
+      const lastLines = tail.slice(-8).join('\n');
+      throw new CommandFailedError(
+        `${name} exited with ${result.signal ? `signal ${result.signal}` : `code ${exitCode}`}${lastLines ? `:\n${lastLines}` : ''}`,
+        [file, ...args].map(mask).join(' '),
+        exitCode,
+      );
+    }
+    return {
+      exitCode,
+      stdout: mask(stdoutParts.join('')),
+      stderr: mask(stderrParts.join('')),
+      durationMs: Date.now() - started,
+    };
+  })();
+};
+
+function abortReason(signal: AbortSignal, name: string): Error {
+  const reason: unknown = signal.reason;
+  if (isOciBuildError(reason)) return reason;
+  return new CancelledError(`${name} was cancelled`);
+}
+
+function osSignalNumber(signal: NodeJS.Signals): number | undefined {
+  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+  return numbers[signal];
+}
+
+function masker(secrets: string[] | undefined): (text: string) => string {
+  const list = (secrets ?? []).filter((s) => s.length >= 4);
+  if (list.length === 0) return (text) => text;
+  return (text) => list.reduce((acc, secret) => acc.split(secret).join('***'), text);
+}
+
+const DEBIAN_PACKAGES: Record<string, string> = {
+  buildah: 'buildah',
+  skopeo: 'skopeo',
+  go: 'golang-go',
+  mvn: 'maven',
+  git: 'git',
+  'nats-server': 'nats-server',
+};
+
+/** What to do when a tool is missing. */
+export function installHint(tool: string): string {
+  if (tool === 'dotnet') return 'Install the .NET SDK (https://learn.microsoft.com/dotnet/core/install/linux) and make sure `dotnet` is on PATH.';
+  const pkg = DEBIAN_PACKAGES[tool];
+  return pkg ? `Install it: apt-get install -y ${pkg}` : `Install ${tool} and make sure it is on PATH.`;
+}

@@ -1,0 +1,121 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { ConfigError } from '../../src/core/errors.js';
+import { DEFAULTS, configLeaves, envName, loadConfig, parseConfig } from '../../src/config/config.js';
+import { parseDuration } from '../../src/config/duration.js';
+import { REPO_ROOT } from '../helpers/fixtures.js';
+
+const home = '/home/tester';
+
+function issuesOf(fn: () => unknown) {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).issues;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration', () => {
+  it('fills in the documented defaults', () => {
+    const config = parseConfig({ home });
+    expect(config.workDir).toBe('/home/tester/.oci-build');
+    expect(config.nats).toMatchObject({ url: 'nats://127.0.0.1:4222', stream: 'OCI_BUILD_JOBS', subject: 'builds.webhook', statusBucket: 'oci-build-status' });
+    expect(config.server).toMatchObject({ host: '127.0.0.1', port: 8080, apiTokens: [] });
+    expect(config.server.webhookSecret).toBeUndefined();
+    expect(config.worker.concurrency).toBe(1);
+    expect(config.build.timeoutMs).toBe(30 * 60_000);
+    expect(config.image).toMatchObject({ push: false, tlsVerify: true });
+    expect(config.image.registry).toBeUndefined();
+  });
+
+  it('the shipped oci-build.config.yaml is valid and changes nothing', async () => {
+    const text = readFileSync(`${REPO_ROOT}/oci-build.config.yaml`, 'utf8');
+    const fromFile = await loadConfig({ file: { path: 'oci-build.config.yaml', text }, home });
+    const { configFile: _ignored, ...rest } = fromFile;
+    expect(rest).toEqual(parseConfig({ home }));
+  });
+
+  it('applies precedence flags > environment > file > defaults', async () => {
+    const file = { path: 'c.yaml', text: 'server:\n  port: 9000\n  host: 0.0.0.0\nworker:\n  concurrency: 3\nbuild:\n  timeout: 10m\n' };
+    const env = { OCI_BUILD_SERVER_PORT: '9100', OCI_BUILD_WORKER_CONCURRENCY: '4' };
+    const config = await loadConfig({ file, env, flags: { worker: { concurrency: 8 } }, home });
+    expect(config.server.host).toBe('0.0.0.0'); // file
+    expect(config.server.port).toBe(9100); // env over file
+    expect(config.worker.concurrency).toBe(8); // flag over env
+    expect(config.build.timeoutMs).toBe(600_000); // file over default
+    expect(config.nats.url).toBe('nats://127.0.0.1:4222'); // default
+  });
+
+  it('reads lists and booleans from the environment', () => {
+    const config = parseConfig({
+      env: { OCI_BUILD_SERVER_API_TOKENS: 'aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb,', OCI_BUILD_IMAGE_PUSH: 'true', OCI_BUILD_IMAGE_TLS_VERIFY: '0' },
+      home,
+    });
+    expect(config.server.apiTokens).toEqual(['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb']);
+    expect(config.image.push).toBe(true);
+    expect(config.image.tlsVerify).toBe(false);
+  });
+
+  it('reports every problem at once, with its key path and where it came from', () => {
+    const issues = issuesOf(() =>
+      parseConfig({
+        fileData: { server: { port: 'eighty', colour: 'blue' }, build: { timeout: 'soon' }, image: { storageDriver: 'zfs' } },
+        env: { OCI_BUILD_WORKER_CONCURRENCY: 'many', OCI_BUILD_IMAGE_PUSH: 'maybe' },
+        home,
+      }),
+    );
+    const paths = issues.map((i) => i.path).sort();
+    expect(paths).toEqual(['build.timeout', 'image.push', 'image.storageDriver', 'server.colour', 'server.port', 'worker.concurrency']);
+    expect(issues.find((i) => i.path === 'server.colour')?.message).toBe('unknown key');
+    expect(issues.find((i) => i.path === 'build.timeout')?.message).toMatch(/duration/);
+    expect(issues.find((i) => i.path === 'worker.concurrency')?.source).toBe('OCI_BUILD_WORKER_CONCURRENCY');
+    expect(issues.find((i) => i.path === 'image.push')?.source).toBe('OCI_BUILD_IMAGE_PUSH');
+  });
+
+  it('rejects unknown top-level keys and non-mapping files', async () => {
+    expect(issuesOf(() => parseConfig({ fileData: { wrokDir: '/x' }, home }))[0]).toMatchObject({ path: 'wrokDir', message: 'unknown key' });
+    await expect(loadConfig({ file: { path: 'c.yaml', text: '- a\n- b\n' }, home })).rejects.toBeInstanceOf(ConfigError);
+    await expect(loadConfig({ file: { path: 'c.yaml', text: 'a: [\n' }, home })).rejects.toThrow(/not valid YAML/);
+  });
+
+  it('names every environment variable after its key path', () => {
+    const names = Object.fromEntries(configLeaves().map((l) => [l.path, l.env]));
+    expect(names['workDir']).toBe('OCI_BUILD_WORK_DIR');
+    expect(names['nats.statusBucket']).toBe('OCI_BUILD_NATS_STATUS_BUCKET');
+    expect(names['server.webhookSecret']).toBe('OCI_BUILD_SERVER_WEBHOOK_SECRET');
+    expect(names['image.tlsVerify']).toBe('OCI_BUILD_IMAGE_TLS_VERIFY');
+    expect(names['server.branches.include']).toBe('OCI_BUILD_SERVER_BRANCHES_INCLUDE');
+    expect(envName('image.runRoot')).toBe('OCI_BUILD_IMAGE_RUN_ROOT');
+  });
+
+  it('merging is a property: a later layer wins for every leaf it sets', () => {
+    const port = fc.integer({ min: 1, max: 65535 });
+    fc.assert(
+      fc.property(fc.option(port, { nil: undefined }), fc.option(port, { nil: undefined }), fc.option(port, { nil: undefined }), (filePort, envPort, flagPort) => {
+        const config = parseConfig({
+          fileData: filePort === undefined ? {} : { server: { port: filePort } },
+          env: envPort === undefined ? {} : { OCI_BUILD_SERVER_PORT: String(envPort) },
+          flags: flagPort === undefined ? {} : { server: { port: flagPort } },
+          home,
+        });
+        expect(config.server.port).toBe(flagPort ?? envPort ?? filePort ?? DEFAULTS.server.port);
+      }),
+    );
+  });
+});
+
+describe('durations', () => {
+  it('parses units and combinations', () => {
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('30s')).toBe(30_000);
+    expect(parseDuration('1h30m')).toBe(5_400_000);
+    expect(parseDuration('7d')).toBe(7 * 86_400_000);
+  });
+  it('refuses anything else with a hint', () => {
+    expect(() => parseDuration('7 days')).toThrow(/Invalid duration/);
+    expect(() => parseDuration('')).toThrow(/Invalid duration/);
+  });
+});

@@ -1,0 +1,136 @@
+import { describe, expect, it } from 'vitest';
+import { runPipeline } from '../../src/core/pipeline.js';
+import { CommandFailedError, ServiceUnavailableError } from '../../src/core/errors.js';
+import type { BuildJob } from '../../src/core/types.js';
+import type { PipelineDeps } from '../../src/core/ports.js';
+import { COMMIT, FakeImageBuilder, MemoryBuildStore, MemoryLogStore, RecordingReporter, fakeBuilder, fakeDetector, fakeSource } from '../helpers/fakes.js';
+
+function job(overrides: Partial<BuildJob> = {}): BuildJob {
+  return {
+    id: 'b1',
+    trigger: 'cli',
+    source: { kind: 'local', path: '/src/app' },
+    image: { push: false, tlsVerify: true, buildArgs: {} },
+    createdAt: '2026-11-29T08:00:00.000Z',
+    ...overrides,
+  };
+}
+
+function deps(overrides: Partial<PipelineDeps> = {}) {
+  const store = new MemoryBuildStore();
+  const logs = new MemoryLogStore();
+  const reporter = new RecordingReporter();
+  const images = new FakeImageBuilder();
+  const source = fakeSource();
+  const all: PipelineDeps = { source, detector: fakeDetector(), builder: fakeBuilder(), images, store, logs, reporter, ...overrides };
+  return { all, store, logs, reporter, images, source };
+}
+
+describe('runPipeline', () => {
+  it('runs source → detect → build → image and records a succeeded build', async () => {
+    const d = deps();
+    const { record, error } = await runPipeline(job({ image: { registry: '127.0.0.1:5000/team', push: false, tlsVerify: true, buildArgs: { A: '1' } } }), d.all);
+    expect(error).toBeUndefined();
+    expect(record.status).toBe('succeeded');
+    expect(record.phases.map((p) => `${p.name}:${p.status}`)).toEqual(['source:succeeded', 'detect:succeeded', 'build:succeeded', 'image:succeeded']);
+    expect(record.images).toEqual([
+      { project: 'app', repository: '127.0.0.1:5000/team/app', tags: ['sha-0123456', 'main'], digest: 'sha256:local', imageId: 'id-app', pushed: false },
+    ]);
+    expect(d.images.built[0]).toMatchObject({ buildArgs: { A: '1' }, timestamp: 1767225600, labels: { 'org.opencontainers.image.revision': COMMIT } });
+    expect(d.source.disposed).toBe(1);
+    expect((await d.store.get('b1'))?.status).toBe('succeeded');
+    expect(d.logs.lines.get('b1')?.at(-1)).toBe('==> succeeded');
+    expect(record.logPath).toBe('memory:b1');
+  });
+
+  it('pushes every image when asked and records the registry digest', async () => {
+    const d = deps();
+    const { record } = await runPipeline(job({ image: { registry: 'r:5000', push: true, tlsVerify: false, buildArgs: {} } }), d.all);
+    expect(d.images.pushed).toEqual([{ repository: 'r:5000/app', tags: ['sha-0123456', 'main'], imageId: 'id-app', tlsVerify: false }]);
+    expect(record.images[0]).toMatchObject({ pushed: true, digest: `sha256:${'f'.repeat(64)}` });
+    expect(record.phases.at(-1)).toMatchObject({ name: 'push', status: 'succeeded', project: 'app' });
+  });
+
+  it('a failed compile fails the build phase, keeps the error, and runs no image phase', async () => {
+    const d = deps({
+      builder: fakeBuilder((ws) => ws.selected.map((project) => ({ project, status: 'failed', startedAt: '', durationMs: 5, error: './main.go:5:2: undefined: x' }))),
+    });
+    const { record, error } = await runPipeline(job(), d.all);
+    expect(record.status).toBe('failed');
+    expect(error?.exitCode).toBe(1);
+    expect(record.error).toMatchObject({ phase: 'build', message: expect.stringContaining('undefined: x') });
+    expect(record.phases.some((p) => p.name === 'image')).toBe(false);
+  });
+
+  it('a missing Dockerfile fails the image phase naming the paths looked at', async () => {
+    const d = deps({
+      detector: fakeDetector({ projects: [{ name: 'app', root: '.', language: 'go', dockerfileCandidates: ['/src/app/Dockerfile', '/src/app/Containerfile'] }], selected: ['app'] }),
+    });
+    const { record, error } = await runPipeline(job(), d.all);
+    expect(error?.exitCode).toBe(1);
+    expect(record.error).toMatchObject({ phase: 'image', code: 'E_DOCKERFILE_MISSING' });
+    expect(record.error?.message).toContain('/src/app/Dockerfile');
+    expect(record.error?.message).toContain('/src/app/Containerfile');
+  });
+
+  it('--no-image stops after the build', async () => {
+    const d = deps();
+    const { record } = await runPipeline(job({ noImage: true }), d.all);
+    expect(record.status).toBe('succeeded');
+    expect(record.phases.map((p) => p.name)).toEqual(['source', 'detect', 'build']);
+    expect(d.images.built).toHaveLength(0);
+  });
+
+  it('an unavailable service keeps its exit code 3', async () => {
+    const d = deps({ source: { checkout: async () => { throw new ServiceUnavailableError('remote down'); } } });
+    const { record, error } = await runPipeline(job(), d.all);
+    expect(error?.exitCode).toBe(3);
+    expect(record.error).toMatchObject({ phase: 'source', code: 'E_SERVICE_UNAVAILABLE' });
+  });
+
+  it('a timeout fails the build with E_TIMEOUT and cancellation ends it cancelled', async () => {
+    const slow = fakeBuilder(
+      () =>
+        new Promise((_resolve, reject) => {
+          setTimeout(() => reject(new CommandFailedError('killed', 'go build', 143)), 200);
+        }),
+    );
+    const timedOut = await runPipeline(job(), deps({ builder: slow }).all, { timeoutMs: 50 });
+    expect(timedOut.record.status).toBe('failed');
+    expect(timedOut.record.error?.code).toBe('E_TIMEOUT');
+
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 20);
+    const cancelled = await runPipeline(job(), deps({ builder: slow }).all, { signal: controller.signal });
+    expect(cancelled.record.status).toBe('cancelled');
+    expect(cancelled.record.error?.code).toBe('E_CANCELLED');
+  });
+
+  it('a source warning reaches the record, the phase and the reporter', async () => {
+    const d = deps({ source: fakeSource({ warnings: ['remote unreachable: built from the mirror'] }) });
+    const { record } = await runPipeline(job(), d.all);
+    expect(record.warnings).toEqual(['remote unreachable: built from the mirror']);
+    expect(record.phases[0]?.warning).toContain('mirror');
+    expect(d.reporter.warnings).toHaveLength(1);
+  });
+
+  it('in a monorepo, a project without a Dockerfile gets no image unless asked for by name', async () => {
+    const workspace = {
+      kind: 'nx' as const,
+      projects: [
+        { name: 'api', root: 'apps/api', dockerfile: '/src/app/apps/api/Dockerfile', dockerfileCandidates: [] },
+        { name: 'lib', root: 'libs/lib', dockerfileCandidates: ['/src/app/libs/lib/Dockerfile', '/src/app/libs/lib/Containerfile'] },
+      ],
+      selected: ['api', 'lib'],
+    };
+    const d = deps({ detector: fakeDetector(workspace) });
+    const { record } = await runPipeline(job(), d.all);
+    expect(record.status).toBe('succeeded');
+    expect(record.images.map((i) => i.repository)).toEqual(['app/api']);
+    expect(record.projects?.find((p) => p.name === 'lib')?.noImageReason).toMatch(/no Dockerfile/);
+
+    const asked = await runPipeline(job({ id: 'b2', projects: ['lib'] }), deps({ detector: fakeDetector(workspace) }).all);
+    expect(asked.record.status).toBe('failed');
+    expect(asked.record.error?.message).toContain('libs/lib/Dockerfile');
+  });
+});
