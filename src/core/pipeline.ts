@@ -252,6 +252,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
               labels,
               buildArgs: job.image.buildArgs,
               timestamp: source.commitTime,
+              tlsVerify: job.image.tlsVerify,
             },
             ctx,
           ),
@@ -332,12 +333,14 @@ export function toOciError(err: unknown, signal?: AbortSignal): OciBuildError {
 }
 
 export function formatMs(ms: number): string {
-  if (ms < 1000) return `${ms}ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)}s`;
-  const m = Math.floor(s / 60);
-  const rest = Math.round(s - m * 60);
-  if (m < 60) return rest ? `${m}m${rest}s` : `${m}m`;
-  const h = Math.floor(m / 60);
-  return `${h}h${m % 60 ? `${m % 60}m` : ''}`;
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 9950) return `${(ms / 1000).toFixed(1)}s`;
+  // Whole seconds first, so rounding never shows 60s or 59m60s.
+  const total = Math.round(ms / 1000);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const sec = total % 60;
+  if (h > 0) return `${h}h${m ? `${m}m` : ''}`;
+  if (m > 0) return `${m}m${sec ? `${sec}s` : ''}`;
+  return `${sec}s`;
 }

@@ -93,6 +93,8 @@ export interface ImageSpec {
   buildArgs: Record<string, string>;
   /** Seconds since the epoch: the image's `created` and every file's time. */
   timestamp: number;
+  /** Verify TLS when pulling base images (`--no-tls-verify` turns it off). */
+  tlsVerify?: boolean;
 }
 
 export interface BuiltImage {

@@ -134,3 +134,16 @@ describe('runPipeline', () => {
     expect(asked.record.error?.message).toContain('libs/lib/Dockerfile');
   });
 });
+
+describe('formatMs', () => {
+  it('never rounds past a unit boundary', async () => {
+    const { formatMs } = await import('../../src/core/pipeline.js');
+    expect(formatMs(250)).toBe('250ms');
+    expect(formatMs(1234)).toBe('1.2s');
+    expect(formatMs(9960)).toBe('10s');
+    expect(formatMs(59_600)).toBe('1m');
+    expect(formatMs(119_700)).toBe('2m');
+    expect(formatMs(3_599_999)).toBe('1h');
+    expect(formatMs(5_430_000)).toBe('1h30m');
+  });
+});

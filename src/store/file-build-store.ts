@@ -1,0 +1,190 @@
+// The local BuildStore of `oci-build build` and `oci-build status`: one JSON file per build under
+// <workDir>/builds. Written atomically (temp file, fsync, rename) so a concurrent `status`, or a
+// crash mid-write, never sees half a record.
+
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InputError, OciBuildError } from '../core/errors.js';
+import type { BuildListFilter, BuildStore } from '../core/ports.js';
+import type { BuildRecord } from '../core/types.js';
+
+/**
+ * Ids become file names: a letter or digit, then letters, digits, `.`, `_`, `-`; at most 128.
+ * No separator and no leading dot, so no id can name a path outside the store or a hidden file.
+ */
+const BUILD_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function isValidBuildId(id: string): boolean {
+  return BUILD_ID.test(id);
+}
+
+/** Throws InputError for an id that cannot be a file name in the store (`../x`, `a/b`, empty). */
+export function assertValidBuildId(id: string): void {
+  if (typeof id !== 'string' || !BUILD_ID.test(id)) {
+    throw new InputError(`Invalid build id ${JSON.stringify(id)}`, {
+      hint: 'A build id has letters, digits, ".", "_" and "-" only, e.g. 20261129-080102-ab12cd; `oci-build status` lists them.',
+    });
+  }
+}
+
+/**
+ * `20261129-080102-ab12cd`: UTC time to the second, then 24 random bits. Sorting ids sorts builds
+ * by start time; two builds in the same second collide with odds of one in 16 million.
+ */
+export function newBuildId(now: Date): string {
+  const stamp = now.toISOString().replace(/\.\d{3}Z$/, '').replace(/[-:]/g, '').replace('T', '-');
+  return `${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+const RECORD_SUFFIX = '.json';
+// Reading every record at once could exhaust file descriptors in a large store.
+const READ_BATCH = 64;
+
+export class FileBuildStore implements BuildStore {
+  /** @param dir the store's directory, `<workDir>/builds`; created on the first write. */
+  constructor(readonly dir: string) {}
+
+  /** Path of a build's record file. */
+  pathOf(id: string): string {
+    assertValidBuildId(id);
+    return join(this.dir, `${id}${RECORD_SUFFIX}`);
+  }
+
+  async put(record: BuildRecord): Promise<void> {
+    const target = this.pathOf(record.id);
+    await mkdir(this.dir, { recursive: true });
+    // A dot-prefixed name that list() skips; unique per write so concurrent puts never share one.
+    const temp = join(this.dir, `.${record.id}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    try {
+      const handle = await open(temp, 'wx', 0o644);
+      try {
+        await handle.writeFile(`${JSON.stringify(record, null, 2)}\n`, 'utf8');
+        // Without fsync a crash after the rename can leave an empty file under the final name.
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, target);
+    } catch (err) {
+      await rm(temp, { force: true }).catch(() => undefined);
+      throw storeError(`Could not write the build record ${target}`, err);
+    }
+    await syncDirectory(this.dir);
+  }
+
+  async get(id: string): Promise<BuildRecord | undefined> {
+    const path = this.pathOf(id);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw storeError(`Could not read the build record ${path}`, err);
+    }
+    try {
+      return JSON.parse(text) as BuildRecord;
+    } catch (err) {
+      throw new OciBuildError(`The build record ${path} is not valid JSON`, {
+        cause: err,
+        hint: 'The file was changed by hand or the disk is damaged; delete it to drop the record.',
+      });
+    }
+  }
+
+  /** Newest first by createdAt, then filtered (repository full name, branch, status), then cut at limit. */
+  async list(filter: BuildListFilter = {}): Promise<BuildRecord[]> {
+    if (filter.limit !== undefined && (!Number.isInteger(filter.limit) || filter.limit < 1)) {
+      throw new InputError(`Invalid limit ${filter.limit}: expected a positive whole number`);
+    }
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw storeError(`Could not list the build records in ${this.dir}`, err);
+    }
+    const ids = names.filter((n) => n.endsWith(RECORD_SUFFIX)).map((n) => n.slice(0, -RECORD_SUFFIX.length)).filter(isValidBuildId);
+    const records: BuildRecord[] = [];
+    for (let i = 0; i < ids.length; i += READ_BATCH) {
+      const batch = await Promise.all(ids.slice(i, i + READ_BATCH).map((id) => this.readForList(id)));
+      for (const record of batch) if (record && matches(record, filter)) records.push(record);
+    }
+    records.sort(newestFirst);
+    return filter.limit !== undefined ? records.slice(0, filter.limit) : records;
+  }
+
+  /** One record for a listing: a file removed or damaged meanwhile is left out, not fatal. */
+  private async readForList(id: string): Promise<BuildRecord | undefined> {
+    try {
+      const record = await this.get(id);
+      return looksLikeRecord(record) ? record : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** Enough of the shape for sorting, filtering and rendering not to trip over a hand-edited file. */
+function looksLikeRecord(value: unknown): value is BuildRecord {
+  const r = value as Partial<BuildRecord> | undefined;
+  return (
+    typeof r === 'object' &&
+    r !== null &&
+    typeof r.id === 'string' &&
+    typeof r.status === 'string' &&
+    typeof r.createdAt === 'string' &&
+    typeof r.repository === 'object' &&
+    r.repository !== null &&
+    Array.isArray(r.phases) &&
+    Array.isArray(r.images)
+  );
+}
+
+function matches(record: BuildRecord, filter: BuildListFilter): boolean {
+  // GitHub treats owner/name case-insensitively; so does the filter.
+  if (filter.repo !== undefined && record.repository?.fullName?.toLowerCase() !== filter.repo.toLowerCase()) return false;
+  if (filter.branch !== undefined && record.repository?.branch !== filter.branch) return false;
+  if (filter.status !== undefined && record.status !== filter.status) return false;
+  return true;
+}
+
+function newestFirst(a: BuildRecord, b: BuildRecord): number {
+  const diff = timeOf(b.createdAt) - timeOf(a.createdAt);
+  if (diff !== 0) return diff;
+  return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
+}
+
+function timeOf(iso: string): number {
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? 0 : t;
+}
+
+/** Makes the rename itself durable. Some filesystems refuse fsync on a directory: that is fine. */
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // best effort: the record is written; only its durability across a power cut is weaker
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
+
+function storeError(message: string, err: unknown): OciBuildError {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const hint =
+    code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
+      ? 'Make the work directory writable, or point workDir (OCI_BUILD_WORK_DIR) elsewhere.'
+      : code === 'ENOSPC'
+        ? 'Free disk space under the work directory.'
+        : undefined;
+  return new OciBuildError(`${message}: ${(err as Error | undefined)?.message ?? String(err)}`, { cause: err, ...(hint ? { hint } : {}) });
+}

@@ -1,0 +1,93 @@
+// The local LogStore: each build's full output in <workDir>/logs/<id>.log, raw lines as the tools
+// printed them (no timestamps or stream markers), so the file reads and greps like the terminal.
+
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { OciBuildError } from '../core/errors.js';
+import type { BuildLog, LogSink, LogStore, LogStream } from '../core/ports.js';
+import { assertValidBuildId } from './file-build-store.js';
+
+export interface FileLogStoreOptions {
+  /** Also receives every line (e.g. the terminal under --verbose). */
+  tee?: LogSink;
+}
+
+export class FileLogStore implements LogStore {
+  /** @param dir the logs directory, `<workDir>/logs`; created when the first log opens. */
+  constructor(
+    readonly dir: string,
+    private readonly options: FileLogStoreOptions = {},
+  ) {}
+
+  /** Path of a build's log file. */
+  pathOf(id: string): string {
+    assertValidBuildId(id);
+    return join(this.dir, `${id}.log`);
+  }
+
+  /**
+   * Opens (appending: a retried job keeps its earlier attempt's output) the build's log. Fails
+   * here, with a typed error, when the file cannot be created; later write errors never fail the
+   * build (see FileBuildLog.error).
+   */
+  async open(buildId: string): Promise<FileBuildLog> {
+    const path = this.pathOf(buildId);
+    try {
+      await mkdir(this.dir, { recursive: true });
+      const stream = createWriteStream(path, { flags: 'a', encoding: 'utf8' });
+      await new Promise<void>((resolve, reject) => {
+        stream.once('open', () => resolve());
+        stream.once('error', reject);
+      });
+      return new FileBuildLog(path, stream, this.options.tee);
+    } catch (err) {
+      throw new OciBuildError(`Could not open the build log ${path}: ${(err as Error).message}`, {
+        cause: err,
+        hint: 'Make the work directory writable, or point workDir (OCI_BUILD_WORK_DIR) elsewhere.',
+      });
+    }
+  }
+}
+
+export class FileBuildLog implements BuildLog {
+  readonly location: string;
+  private closed = false;
+  private writeError: Error | undefined;
+
+  constructor(
+    path: string,
+    private readonly stream: WriteStream,
+    private readonly tee?: LogSink,
+  ) {
+    this.location = path;
+    // A full disk must not crash the build: remember the first error, drop later lines.
+    stream.on('error', (err) => {
+      this.writeError ??= err;
+    });
+  }
+
+  /** The first error writing the file (disk full…), if any; the log stops at that point. */
+  get error(): Error | undefined {
+    return this.writeError;
+  }
+
+  /** One line; lines written after close() are dropped (the build is over). */
+  write(line: string, stream?: LogStream): void {
+    this.tee?.write(line, stream);
+    if (this.closed || this.writeError) return;
+    // The sink's contract has no trailing newline; one line in, one line out.
+    this.stream.write(`${line}\n`);
+  }
+
+  /** Flushes everything written and closes the file. Never rejects: the record must still be saved. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await new Promise<void>((resolve) => {
+      if (this.stream.destroyed) return resolve();
+      this.stream.once('close', () => resolve());
+      this.stream.end();
+    });
+  }
+}
