@@ -114,23 +114,37 @@ export const runCommand: CommandRunner = (file, args, options = {}) => {
         // the group is already gone
       }
     };
-    const onAbort = () => {
-      aborted = true;
+    const terminateGroup = () => {
+      if (killTimer) return;
       killGroup('SIGTERM');
       killTimer = setTimeout(() => killGroup('SIGKILL'), killGraceMs);
     };
+    const onAbort = () => {
+      aborted = true;
+      terminateGroup();
+    };
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    // When the leader exits, what is left of its group (a background job, a build daemon) would
+    // outlive the build and, holding the output pipes, keep `await child` waiting for ever.
+    child.once('exit', () => {
+      if (child.pid !== undefined && groupAlive(child.pid)) terminateGroup();
+    });
 
-    const result = await child;
-    options.signal?.removeEventListener('abort', onAbort);
+    let result;
+    try {
+      result = await child;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      if (child.pid !== undefined && killTimer) {
+        // Settle only once the group is gone (SIGKILL comes when the grace period ends), so a
+        // caller that removes the worktree next does not race a dying compiler.
+        await waitForGroupExit(child.pid, killGraceMs + 5_000);
+      }
+      if (killTimer) clearTimeout(killTimer);
+    }
     out.flush();
     err.flush();
-    if (aborted) {
-      // The leader exited; anything left in its group (a daemonised grandchild) goes too.
-      killGroup('SIGKILL');
-      if (killTimer) clearTimeout(killTimer);
-      throw abortReason(options.signal!, name);
-    }
+    if (aborted) throw abortReason(options.signal!, name);
     const spawnError = (result as { code?: string }).code;
     if (result.exitCode === undefined && spawnError) {
       if (spawnError === 'ENOENT') {
@@ -156,6 +170,24 @@ export const runCommand: CommandRunner = (file, args, options = {}) => {
     };
   })();
 };
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the group exists but is not ours to signal (it cannot be, but say alive).
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Polls until no process is left in the group (killed members take a moment to be reaped). */
+async function waitForGroupExit(pgid: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (groupAlive(pgid) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 function abortReason(signal: AbortSignal, name: string): Error {
   const reason: unknown = signal.reason;
