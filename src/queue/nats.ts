@@ -1,0 +1,165 @@
+// The NATS connection shared by `serve` and `worker`: one connection, the JetStream client and
+// manager, and the status KV bucket. connectNats() also makes sure the streams and the bucket exist
+// with the settings the rest of the code relies on (idempotent: every process may call it).
+
+import {
+  connect,
+  DiscardPolicy,
+  JSONCodec,
+  nanos,
+  RetentionPolicy,
+  StorageType,
+  type ConnectionOptions,
+  type JetStreamClient,
+  type JetStreamManager,
+  type KV,
+  type NatsConnection,
+  type StreamConfig,
+} from 'nats';
+import { ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
+import type { Config } from '../config/config.js';
+
+export interface NatsContext {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  kv: KV;
+  config: Config['nats'];
+}
+
+/** Subjects of the build logs: `oci-build.logs.<build id token>`. */
+export const LOG_SUBJECT_PREFIX = 'oci-build.logs';
+/** Logs are kept a week; the records (KV) stay. */
+export const LOG_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
+/**
+ * Webhook redeliveries are dropped by `Nats-Msg-Id` within this window. GitHub retries within
+ * minutes; a day also covers most manual redeliveries. Beyond it (and after a server restart,
+ * which rebuilds the window from the messages still stored), the KV record is what dedupes.
+ */
+export const DUPLICATE_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+const START_HINT =
+  'Start a NATS server with JetStream enabled (`nats-server -js -sd /var/lib/nats`), or point nats.url (OCI_BUILD_NATS_URL) at one.';
+
+export const jsonCodec = JSONCodec<unknown>();
+
+/**
+ * Makes an id usable as one subject token / KV key token: characters outside `[A-Za-z0-9_-]`
+ * (dots, wildcards, spaces) become `=XX` hex escapes, so distinct ids stay distinct.
+ */
+export function subjectToken(id: string): string {
+  return id.replace(/[^A-Za-z0-9_-]/g, (c) =>
+    [...Buffer.from(c, 'utf8')].map((b) => `=${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+  );
+}
+
+/** A NATS client error (timeout, disconnected, no responders) as a transient ServiceUnavailableError. */
+export function natsUnavailable(what: string, err: unknown, config?: Pick<Config['nats'], 'url'>): ServiceUnavailableError {
+  if (err instanceof ServiceUnavailableError) return err;
+  return new ServiceUnavailableError(`${what}${config ? ` (NATS at ${config.url})` : ''}: ${describeError(err)}`, {
+    cause: err,
+    hint: 'NATS or JetStream is unreachable; the operation can be retried once it is back.',
+  });
+}
+
+export async function connectNats(config: Config['nats'], options: { name?: string; maxReconnectAttempts?: number } = {}): Promise<NatsContext> {
+  const connectOptions: ConnectionOptions = {
+    servers: config.url.split(',').map((s) => s.trim()).filter(Boolean),
+    ...(options.name ? { name: options.name } : {}),
+    // A daemon outlives NATS restarts: keep reconnecting, and buffer what is published meanwhile.
+    reconnect: true,
+    maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
+    reconnectTimeWait: 250,
+    reconnectJitter: 100,
+    timeout: 5_000,
+    ...(config.user ? { user: config.user } : {}),
+    ...(config.password ? { pass: config.password } : {}),
+    ...(config.token ? { token: config.token } : {}),
+  };
+  let nc: NatsConnection;
+  try {
+    nc = await connect(connectOptions);
+  } catch (err) {
+    throw new ServiceUnavailableError(`Cannot connect to NATS at ${config.url}: ${describeError(err)}`, { cause: err, hint: START_HINT });
+  }
+  try {
+    const jsm = await nc.jetstreamManager({ timeout: 5_000 });
+    const js = nc.jetstream({ timeout: 5_000 });
+    await ensureJobStream(jsm, config);
+    await ensureLogStream(jsm, config);
+    const kv = await js.views.kv(config.statusBucket, { storage: StorageType.File, history: 1 });
+    return { nc, js, jsm, kv, config };
+  } catch (err) {
+    await nc.close().catch(() => undefined);
+    if (isOciBuildError(err)) throw err;
+    throw new ServiceUnavailableError(`NATS at ${config.url} has no usable JetStream: ${describeError(err)}`, { cause: err, hint: START_HINT });
+  }
+}
+
+/** Drains the connection (flushes buffered publishes) and closes it. */
+export async function closeNats(ctx: NatsContext): Promise<void> {
+  if (ctx.nc.isClosed()) return;
+  try {
+    await ctx.nc.drain();
+  } catch {
+    await ctx.nc.close().catch(() => undefined);
+  }
+}
+
+async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> & { name: string }, compare: (current: StreamConfig) => boolean): Promise<void> {
+  let current: StreamConfig | undefined;
+  try {
+    current = (await jsm.streams.info(want.name)).config;
+  } catch (err) {
+    if (!/stream not found/i.test(describeError(err))) throw err;
+  }
+  if (!current) {
+    try {
+      await jsm.streams.add(want);
+      return;
+    } catch (err) {
+      // Another process created it between our look and our add.
+      if (!/already in use|already exists/i.test(describeError(err))) throw err;
+      current = (await jsm.streams.info(want.name)).config;
+    }
+  }
+  if (!compare(current)) {
+    // Retention and storage cannot change on a live stream; subjects are added, never dropped
+    // (messages on an old subject must stay reachable).
+    const { name, retention: _retention, storage: _storage, ...update } = want;
+    if (update.subjects) update.subjects = [...new Set([...current.subjects, ...update.subjects])];
+    await jsm.streams.update(name, update);
+  }
+}
+
+async function ensureJobStream(jsm: JetStreamManager, config: Config['nats']): Promise<void> {
+  const duplicateWindow = nanos(DUPLICATE_WINDOW_MS);
+  await ensureStream(
+    jsm,
+    {
+      name: config.stream,
+      // Branch jobs go to `<subject>.<jobKey>` (see job-queue.ts), the others to `<subject>`.
+      subjects: [config.subject, `${config.subject}.>`],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: duplicateWindow,
+      discard: DiscardPolicy.Old,
+    },
+    (c) => c.subjects.includes(config.subject) && c.subjects.includes(`${config.subject}.>`) && c.duplicate_window >= nanos(2 * 60 * 1000),
+  );
+}
+
+async function ensureLogStream(jsm: JetStreamManager, config: Config['nats']): Promise<void> {
+  await ensureStream(
+    jsm,
+    {
+      name: config.logStream,
+      subjects: [`${LOG_SUBJECT_PREFIX}.>`],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: nanos(LOG_MAX_AGE_MS),
+      discard: DiscardPolicy.Old,
+    },
+    (c) => c.subjects.includes(`${LOG_SUBJECT_PREFIX}.>`) && c.max_age === nanos(LOG_MAX_AGE_MS),
+  );
+}

@@ -1,0 +1,550 @@
+// `oci-build serve`: GitHub webhooks in, jobs onto JetStream, the status API out.
+//
+// Plain node:http, no framework: six routes do not need a router, and the webhook ingest path is
+// benchmarked against a bare node:http receiver (bench/webhook-ingest.mjs), so every layer
+// between the socket and the publish is overhead we would have to pay for.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Config } from '../config/config.js';
+import { ConfigError, InputError, ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
+import { initialRecord } from '../core/pipeline.js';
+import type { BuildListFilter } from '../core/ports.js';
+import type { BuildRecord, JobStatus } from '../core/types.js';
+import { createTokenCheck, type AuthResult } from './api-auth.js';
+import { compileBranchFilter } from './branch-filter.js';
+import { decideWebhook, parseWebhookBody } from './github-payload.js';
+import type { JobIntake } from './job-intake.js';
+import { createLogger, type Logger } from './logger.js';
+import { ServerMetrics, type WebhookOutcome } from './metrics.js';
+import { BodyTooLargeError, checkDeclaredLength, readBody } from './request-body.js';
+import { connectQueueIntake } from './queue-intake.js';
+import { verifyWebhookSignature } from './webhook-signature.js';
+
+export interface ServerOptions {
+  config: Config;
+  /** The queue and status store; by default connected from config.nats (src/queue). */
+  intake?: JobIntake;
+  logger?: Logger;
+  /** Override config.server.host/port (flags are already merged into config; tests pass port 0). */
+  host?: string;
+  port?: number;
+  /** Start-up of the status watch that feeds the metrics (default true). */
+  watchRecords?: boolean;
+}
+
+export interface RunningServer {
+  /** `http://host:port` */
+  url: string;
+  port: number;
+  metrics: ServerMetrics;
+  /** Stops accepting, ends log streams, waits for requests in progress, closes the intake it opened. */
+  close(): Promise<void>;
+}
+
+const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+const BUILD_ID_PATTERN = /^[A-Za-z0-9_=.-]{1,200}$/;
+const MAX_LIST_LIMIT = 1000;
+/** GitHub events named as such in the webhook metrics; any other is `other`. */
+const METRIC_EVENTS = new Set(['push', 'ping', 'create', 'delete', 'pull_request', 'release', 'repository', 'status', 'check_run', 'check_suite', 'workflow_run', 'workflow_job', 'issues', 'issue_comment']);
+const DEFAULT_LIST_LIMIT = 50;
+/** How often records left behind by a failed publish are retried for removal. */
+const DISCARD_RETRY_MS = 2000;
+
+/** Per-request facts for the access log. */
+interface RequestLog {
+  route: string;
+  fields: Record<string, unknown>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code: string,
+    readonly headers: Record<string, string> = {},
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Refuses to start without a webhook secret: an unsigned webhook endpoint would build anything. */
+export function requireWebhookSecret(config: Config): string {
+  const secret = config.server.webhookSecret;
+  if (!secret) {
+    throw new ConfigError('serve needs a webhook secret to verify GitHub deliveries', [
+      { path: 'server.webhookSecret', message: 'is required: set it in the config file or in OCI_BUILD_SERVER_WEBHOOK_SECRET' },
+    ], { hint: 'Use the same secret as in the GitHub webhook settings (Settings → Webhooks → Secret).' });
+  }
+  return secret;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { config } = options;
+  const secret = requireWebhookSecret(config);
+  const logger = options.logger ?? createLogger({ name: 'oci-build-serve' });
+  const ownsIntake = options.intake === undefined;
+  const intake = options.intake ?? (await connectQueueIntake(config.nats, { logger }));
+  const metrics = new ServerMetrics({ queueDepth: () => intake.queueDepth(), defaultMetrics: true });
+  const app = new ServeApp({ config, secret, intake: intake, logger, metrics });
+
+  if (config.server.apiTokens.length === 0) {
+    logger.warn('no API token configured: the status API refuses every request (set OCI_BUILD_SERVER_API_TOKENS)');
+  }
+
+  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => app.handle(req, res));
+  // Webhook bodies are small and arrive at once; a client trickling a body is cut off.
+  server.requestTimeout = 120_000;
+  const host = options.host ?? config.server.host;
+  const port = options.port ?? config.server.port;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    if (ownsIntake) await intake.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ServiceUnavailableError(`serve cannot listen on ${host}:${port}: ${describeError(err)}`, {
+      cause: err,
+      hint: code === 'EADDRINUSE' ? 'Another process uses that port: pick another with --port or server.port (OCI_BUILD_SERVER_PORT).' : 'Check server.host and server.port.',
+    });
+  }
+  const address = server.address() as AddressInfo;
+  const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${urlHost}:${address.port}`;
+  logger.info({ url, stream: config.nats.stream, subject: config.nats.subject, bucket: config.nats.statusBucket }, 'serve listening');
+
+  const background = new AbortController();
+  if (options.watchRecords !== false) app.watchRecords(background.signal);
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port: address.port,
+    metrics,
+    close: () => {
+      closing ??= (async () => {
+        background.abort();
+        app.abortStreams();
+        await closeServer(server);
+        app.stop();
+        if (ownsIntake) await intake.close();
+        logger.info('serve stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
+async function closeServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const grace = setTimeout(() => server.closeAllConnections(), 10_000);
+  grace.unref();
+  await closed;
+  clearTimeout(grace);
+}
+
+interface AppDeps {
+  config: Config;
+  secret: string;
+  intake: JobIntake;
+  logger: Logger;
+  metrics: ServerMetrics;
+}
+
+/** The request handling of `serve`, separate from listening so tests can drive it on port 0. */
+class ServeApp {
+  private readonly checkToken: (authorization: string | undefined) => AuthResult;
+  private readonly branchFilter: ReturnType<typeof compileBranchFilter>;
+  private readonly streams = new Set<AbortController>();
+  /** Ids of queued records whose job was not published and whose removal failed. */
+  private readonly toDiscard = new Set<string>();
+  private discardTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly deps: AppDeps) {
+    this.checkToken = createTokenCheck(deps.config.server.apiTokens);
+    this.branchFilter = compileBranchFilter(deps.config.server.branches);
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    const log: RequestLog = { route: 'not_found', fields: {} };
+    const path = pathOf(req.url);
+    res.once('close', () => {
+      const durationMs = Math.round((performance.now() - started) * 100) / 100;
+      const status = res.statusCode;
+      this.deps.metrics.requests.observe({ method: req.method ?? '', route: log.route, status: String(status) }, durationMs / 1000);
+      const line = { method: req.method, path, status, durationMs, ...log.fields, ...(res.writableFinished ? {} : { aborted: true }) };
+      if (status >= 500) this.deps.logger.warn(line, 'request');
+      else this.deps.logger.info(line, 'request');
+    });
+    this.route(req, res, path, log).catch((err: unknown) => this.fail(res, err, log));
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse, path: string, log: RequestLog): Promise<void> {
+    const method = req.method ?? 'GET';
+    if (path === '/webhooks/github') {
+      log.route = 'webhook';
+      allow(method, ['POST']);
+      return this.webhook(req, res, log);
+    }
+    if (path === '/health') {
+      log.route = 'health';
+      allow(method, ['GET', 'HEAD']);
+      const health = this.deps.intake.health();
+      const ok = health.nats === 'connected';
+      return sendJson(res, ok ? 200 : 503, ok ? { status: 'ok', nats: health.nats } : { status: 'unavailable', nats: health.nats });
+    }
+    if (path === '/metrics') {
+      log.route = 'metrics';
+      allow(method, ['GET']);
+      const { contentType, body } = await this.deps.metrics.render();
+      res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    const builds = /^\/builds(?:\/([^/]+)(\/logs)?)?\/?$/.exec(path);
+    if (builds) {
+      log.route = builds[2] ? 'build_logs' : builds[1] ? 'build' : 'builds';
+      allow(method, ['GET']);
+      this.authorize(req);
+      const query = new URLSearchParams(req.url?.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '');
+      if (!builds[1]) return this.listBuilds(res, query);
+      const id = decodeId(builds[1]);
+      log.fields.jobId = id;
+      if (builds[2]) return this.streamLogs(req, res, id, query);
+      const record = await this.queue(() => this.deps.intake.get(id));
+      if (!record) throw new HttpError(404, `No build with id ${id}`, 'E_NOT_FOUND');
+      return sendJson(res, 200, record);
+    }
+    throw new HttpError(404, `No route for ${method} ${path}`, 'E_NOT_FOUND');
+  }
+
+  // ---- POST /webhooks/github ----
+
+  private async webhook(req: IncomingMessage, res: ServerResponse, log: RequestLog): Promise<void> {
+    const event = header(req, 'x-github-event');
+    const delivery = header(req, 'x-github-delivery');
+    // A bounded label set: the header arrives before the signature is checked, and an arbitrary
+    // value per request would grow the metrics without limit.
+    const eventLabel = event === undefined ? 'none' : METRIC_EVENTS.has(event) ? event : 'other';
+    if (event) log.fields.event = event.slice(0, 64);
+    if (delivery) log.fields.deliveryId = delivery.slice(0, 64);
+    const outcome = (value: WebhookOutcome) => {
+      log.fields.outcome = value;
+      this.deps.metrics.webhooks.inc({ event: eventLabel, outcome: value });
+    };
+    let body: Buffer;
+    try {
+      checkDeclaredLength(req, this.deps.config.server.maxBodyBytes);
+      body = await readBody(req, this.deps.config.server.maxBodyBytes);
+    } catch (err) {
+      if (err instanceof BodyTooLargeError) {
+        outcome('too_large');
+        // The rest of the body is not read: close the connection rather than drain it.
+        throw new HttpError(413, err.message, err.code, { connection: 'close' }, err.hint);
+      }
+      throw err;
+    }
+    if (!verifyWebhookSignature(this.deps.secret, body, req.headers['x-hub-signature-256'])) {
+      outcome('unauthorized');
+      const missing = req.headers['x-hub-signature-256'] === undefined;
+      throw new HttpError(
+        401,
+        missing ? 'The X-Hub-Signature-256 header is missing' : 'The X-Hub-Signature-256 signature does not match the body',
+        'E_SIGNATURE',
+        {},
+        'Set the same secret in the GitHub webhook and in server.webhookSecret (OCI_BUILD_SERVER_WEBHOOK_SECRET).',
+      );
+    }
+    let decision;
+    try {
+      const payload = parseWebhookBody(header(req, 'content-type'), body);
+      decision = decideWebhook({ event, delivery }, payload, { image: this.imageOptions(), branchFilter: this.branchFilter });
+    } catch (err) {
+      if (err instanceof InputError) outcome('invalid');
+      throw err;
+    }
+    if (decision.kind === 'ignored') {
+      outcome('ignored');
+      log.fields.ignored = decision.reason;
+      return sendJson(res, 200, { ignored: decision.reason, detail: decision.detail });
+    }
+    const { job } = decision;
+    log.fields.jobId = job.id;
+    log.fields.repository = job.repository?.fullName;
+    log.fields.commit = job.repository?.commit;
+    log.fields.ref = job.repository?.ref;
+
+    if (this.deps.intake.health().nats !== 'connected') {
+      outcome('unavailable');
+      throw unavailable();
+    }
+    // Order: the queued record first (create-if-absent), then the publish. A redelivery finds the
+    // record; a failed publish removes the record again, so a 503 leaves neither a message nor a
+    // record. The reverse order could leave a message whose 202 was never sent and no record.
+    let created: { created: boolean; record: BuildRecord };
+    try {
+      created = await this.deps.intake.createQueued(initialRecord(job));
+    } catch (err) {
+      outcome('unavailable');
+      this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'cannot store the queued record');
+      throw unavailable(err);
+    }
+    if (!created.created && created.record.status !== 'queued') {
+      // Redelivered after its build started or ended: nothing to publish.
+      outcome('duplicate');
+      return sendJson(res, 202, { jobId: job.id, status: created.record.status, duplicate: true });
+    }
+    try {
+      // A redelivery of a still-queued job publishes again with the same Nats-Msg-Id: within the
+      // stream's duplicate window JetStream drops it, and if the first publish never happened
+      // (serve died in between) this one queues it.
+      const published = await this.deps.intake.publish(job);
+      const duplicate = published.duplicate || !created.created;
+      outcome(duplicate ? 'duplicate' : 'queued');
+      return sendJson(res, 202, { jobId: job.id, status: 'queued', ...(duplicate ? { duplicate: true } : {}) });
+    } catch (err) {
+      outcome('unavailable');
+      this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'publish failed; removing the queued record');
+      if (created.created) await this.discard(job.id);
+      throw unavailable(err);
+    }
+  }
+
+  private imageOptions() {
+    const image = this.deps.config.image;
+    return { ...(image.registry ? { registry: image.registry } : {}), push: image.push, tlsVerify: image.tlsVerify, buildArgs: {} };
+  }
+
+  private async discard(id: string): Promise<void> {
+    try {
+      await this.deps.intake.discard(id);
+    } catch (err) {
+      this.deps.logger.warn({ jobId: id, err: describeError(err) }, 'cannot remove the queued record yet; will retry');
+      this.toDiscard.add(id);
+      this.scheduleDiscardRetry();
+    }
+  }
+
+  private scheduleDiscardRetry(): void {
+    if (this.discardTimer) return;
+    this.discardTimer = setTimeout(() => {
+      this.discardTimer = undefined;
+      void this.retryDiscards();
+    }, DISCARD_RETRY_MS);
+    this.discardTimer.unref();
+  }
+
+  private async retryDiscards(): Promise<void> {
+    if (this.deps.intake.health().nats === 'connected') {
+      for (const id of [...this.toDiscard]) {
+        try {
+          // A worker may have picked the job up meanwhile (the publish was stored although its
+          // acknowledgement was lost): then the record is the worker's, not ours to remove.
+          const record = await this.deps.intake.get(id);
+          if (record?.status === 'queued') await this.deps.intake.discard(id);
+          this.toDiscard.delete(id);
+        } catch {
+          break;
+        }
+      }
+    }
+    if (this.toDiscard.size > 0) this.scheduleDiscardRetry();
+  }
+
+  // ---- status API ----
+
+  private authorize(req: IncomingMessage): void {
+    const result = this.checkToken(header(req, 'authorization'));
+    if (!result.ok) {
+      throw new HttpError(result.status, result.message, result.status === 401 ? 'E_UNAUTHORIZED' : 'E_FORBIDDEN', result.wwwAuthenticate ? { 'www-authenticate': result.wwwAuthenticate } : {});
+    }
+  }
+
+  private async listBuilds(res: ServerResponse, query: URLSearchParams): Promise<void> {
+    const filter: BuildListFilter = { limit: DEFAULT_LIST_LIMIT };
+    const limit = query.get('limit');
+    if (limit !== null) {
+      if (!/^\d+$/.test(limit) || Number(limit) < 1 || Number(limit) > MAX_LIST_LIMIT) {
+        throw new HttpError(400, `limit must be an integer from 1 to ${MAX_LIST_LIMIT}, got ${JSON.stringify(limit.slice(0, 20))}`, 'E_INPUT');
+      }
+      filter.limit = Number(limit);
+    }
+    const status = query.get('status');
+    if (status !== null) {
+      if (!JOB_STATUSES.includes(status as JobStatus)) {
+        throw new HttpError(400, `status must be one of ${JOB_STATUSES.join(', ')}`, 'E_INPUT');
+      }
+      filter.status = status as JobStatus;
+    }
+    const repo = query.get('repo');
+    if (repo) filter.repo = repo;
+    const branch = query.get('branch');
+    if (branch) filter.branch = branch;
+    const builds = await this.queue(() => this.deps.intake.list(filter));
+    builds.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+    return sendJson(res, 200, { builds: builds.slice(0, filter.limit) });
+  }
+
+  private async streamLogs(req: IncomingMessage, res: ServerResponse, id: string, query: URLSearchParams): Promise<void> {
+    const record = await this.queue(() => this.deps.intake.get(id));
+    if (!record) throw new HttpError(404, `No build with id ${id}`, 'E_NOT_FOUND');
+    const follow = ['1', 'true', 'yes'].includes(query.get('follow') ?? '');
+    const abort = new AbortController();
+    this.streams.add(abort);
+    const onClose = () => abort.abort();
+    req.socket.once('close', onClose);
+    res.once('close', onClose);
+    try {
+      let lines: AsyncIterator<string>;
+      let first: IteratorResult<string>;
+      try {
+        lines = this.deps.intake.readLog(id, { follow, signal: abort.signal })[Symbol.asyncIterator]();
+        first = await lines.next();
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        throw unavailable(err);
+      }
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+      // Headers go out at once so a follower sees the stream open before the first line.
+      res.flushHeaders();
+      try {
+        for (let next = first; !next.done; next = await lines.next()) {
+          if (abort.signal.aborted) break;
+          if (!res.write(`${next.value}\n`)) await waitDrain(res, abort.signal);
+        }
+      } catch (err) {
+        if (!abort.signal.aborted) this.deps.logger.warn({ jobId: id, err: describeError(err) }, 'log stream ended with an error');
+      } finally {
+        await lines.return?.();
+      }
+      res.end();
+    } finally {
+      this.streams.delete(abort);
+      req.socket.off('close', onClose);
+    }
+  }
+
+  /** Runs a read of the status store; its failures are 503 (the store is NATS). */
+  private async queue<T>(read: () => Promise<T>): Promise<T> {
+    if (this.deps.intake.health().nats !== 'connected') throw unavailable();
+    try {
+      return await read();
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  // ---- metrics feed ----
+
+  watchRecords(signal: AbortSignal): void {
+    const watch = this.deps.intake.watchRecords;
+    if (!watch) return;
+    void (async () => {
+      // The watch restarts after an error (NATS down for longer than the client's reconnect).
+      while (!signal.aborted) {
+        try {
+          for await (const change of watch.call(this.deps.intake, signal)) this.deps.metrics.observeRecord(change);
+        } catch (err) {
+          if (!signal.aborted) this.deps.logger.warn({ err: describeError(err) }, 'status watch failed; retrying');
+        }
+        if (!signal.aborted) await new Promise((r) => setTimeout(r, 1000).unref());
+      }
+    })();
+  }
+
+  abortStreams(): void {
+    for (const stream of this.streams) stream.abort();
+  }
+
+  stop(): void {
+    if (this.discardTimer) clearTimeout(this.discardTimer);
+  }
+
+  private fail(res: ServerResponse, err: unknown, log: RequestLog): void {
+    let status = 500;
+    let body: Record<string, unknown>;
+    let headers: Record<string, string> = {};
+    if (err instanceof HttpError) {
+      status = err.status;
+      headers = err.headers;
+      body = { error: err.message, code: err.code, ...(err.hint ? { hint: err.hint } : {}) };
+    } else if (err instanceof InputError) {
+      status = 400;
+      body = { error: err.message, code: err.code, ...(err.hint ? { hint: err.hint } : {}) };
+    } else {
+      this.deps.logger.error({ err: describeError(err), ...log.fields }, 'request failed');
+      body = { error: 'Internal error', code: isOciBuildError(err) ? err.code : 'E_INTERNAL' };
+    }
+    if (status >= 400) log.fields.error = body.error;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    sendJson(res, status, body, headers);
+  }
+}
+
+function unavailable(cause?: unknown): HttpError {
+  return new HttpError(
+    503,
+    'The build queue (NATS JetStream) is unavailable; nothing was accepted',
+    'E_SERVICE_UNAVAILABLE',
+    { 'retry-after': '5' },
+    cause === undefined ? 'serve reconnects by itself; retry the delivery from GitHub (Recent Deliveries → Redeliver).' : describeError(cause),
+  );
+}
+
+function allow(method: string, methods: string[]): void {
+  if (!methods.includes(method)) {
+    throw new HttpError(405, `Method ${method} is not allowed here (allowed: ${methods.join(', ')})`, 'E_METHOD', { allow: methods.join(', ') });
+  }
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function pathOf(url: string | undefined): string {
+  const raw = url ?? '/';
+  const q = raw.indexOf('?');
+  return q === -1 ? raw : raw.slice(0, q);
+}
+
+function decodeId(segment: string): string {
+  let id: string;
+  try {
+    id = decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, 'The build id is not valid URL encoding', 'E_INPUT');
+  }
+  if (!BUILD_ID_PATTERN.test(id)) throw new HttpError(400, `${JSON.stringify(id.slice(0, 80))} is not a build id`, 'E_INPUT');
+  return id;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function waitDrain(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    res.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,44 @@
+// JSON logs for the daemons (serve, worker): pino, with secrets redacted before anything is written.
+// Redaction is by key name at the depths our log calls use; callers still never pass a whole
+// config or request object (a log line names what it needs: jobId, path, status, durationMs).
+
+import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
+
+export type Logger = PinoLogger;
+
+const SECRET_KEYS = ['authorization', 'cookie', 'secret', 'token', 'password', 'webhookSecret', 'apiTokens', 'x-hub-signature-256', 'x-hub-signature'];
+
+/**
+ * `key` and `*.key` for each secret key name (pino's wildcards match one level). Not `*.*.key`:
+ * intermediate wildcards made redaction a visible share of the webhook path's CPU, and no log
+ * call passes objects nested that deep.
+ */
+export const REDACT_PATHS: string[] = SECRET_KEYS.flatMap((key) => {
+  const plain = /^[A-Za-z_$][\w$]*$/.test(key);
+  return plain ? [key, `*.${key}`] : [`["${key}"]`, `*["${key}"]`];
+});
+
+export interface LoggerOptions {
+  /** `info` unless given; `silent` in tests that do not read logs. */
+  level?: string;
+  /** Name in every line (`oci-build-serve`, `oci-build-worker`). */
+  name?: string;
+  /** Where lines go (default stdout). Tests pass a stream to read them back. */
+  destination?: DestinationStream;
+  /** Fields on every line. */
+  base?: Record<string, unknown>;
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  return pino(
+    {
+      level: options.level ?? process.env.OCI_BUILD_LOG_LEVEL ?? 'info',
+      ...(options.name ? { name: options.name } : {}),
+      base: { pid: process.pid, ...options.base },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    options.destination,
+  );
+}

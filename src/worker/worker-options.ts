@@ -1,0 +1,142 @@
+// Worker options: what callers pass (most keys optional) and what the worker runs with
+// (every default filled in, validated once), the way Temporal's worker compiles its options.
+
+import { hostname } from 'node:os';
+import { pino } from 'pino';
+import { UsageError } from '../core/errors.js';
+import type { PipelineOptions, PipelineResult } from '../core/pipeline.js';
+import type { PipelineDeps, Reporter } from '../core/ports.js';
+import type { BuildJob } from '../core/types.js';
+import type { Config } from '../config/config.js';
+import type { NatsContext } from '../queue/nats.js';
+
+/** The subset of pino the worker uses; tests hand in their own. */
+export interface WorkerLogger {
+  debug?(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): WorkerLogger;
+}
+
+/** The phase adapters of one job; the worker adds the store (KV), the logs (JetStream) and the reporter. */
+export type WorkerPipelineDeps = Omit<PipelineDeps, 'store' | 'logs' | 'reporter' | 'workerName'> & {
+  /** Also told about progress (the worker's own reporter logs it and publishes status). */
+  reporter?: Reporter;
+};
+
+export type PipelineDepsFactory = (
+  job: BuildJob,
+  ctx: { signal: AbortSignal; logger: WorkerLogger },
+) => WorkerPipelineDeps | Promise<WorkerPipelineDeps>;
+
+export type PipelineRunner = (job: BuildJob, deps: PipelineDeps, options: PipelineOptions) => Promise<PipelineResult>;
+
+export interface WorkerOptions {
+  nats: NatsContext;
+  pipelineDeps: PipelineDepsFactory;
+  /** Builds at once (default 1). */
+  concurrency?: number;
+  /** Deliveries of one job before an infrastructure failure becomes final (default 5). */
+  maxDeliveries?: number;
+  /** How long running builds may take to finish after SIGTERM (default 5 min). */
+  shutdownGraceMs?: number;
+  /** A newer push to the same repository and branch cancels older builds (default true). */
+  cancelSuperseded?: boolean;
+  /** Shown in records and in `status --workers` (default hostname:pid). */
+  name?: string;
+  /** build.timeout (default 30 min; 0 for none). */
+  timeoutMs?: number;
+  logger?: WorkerLogger;
+  /** The pipeline (default core runPipeline); tests inject a fake. */
+  runPipeline?: PipelineRunner;
+  /** The consumer's ack_wait (default 30 s): a job not heard of for this long is redelivered. */
+  ackWaitMs?: number;
+  /** How often a running job tells JetStream it is in progress (default ackWait / 3). */
+  heartbeatMs?: number;
+  /** First retry delay after an infrastructure failure, doubled per delivery (default 2 s). */
+  retryDelayMs?: number;
+  retryMaxDelayMs?: number;
+  /** How long one pull request waits on the server for a job (default 10 s). */
+  pullExpiresMs?: number;
+  /** The durable consumer's name (default oci-build-worker, shared by every worker). */
+  consumerName?: string;
+  /** How long the worker retries a status write while NATS is away (default 60 s). */
+  storeRetryMs?: number;
+}
+
+export interface CompiledWorkerOptions extends Required<Omit<WorkerOptions, 'runPipeline'>> {
+  runPipeline?: PipelineRunner;
+}
+
+export function defaultWorkerName(): string {
+  return `${hostname()}:${process.pid}`;
+}
+
+export function createWorkerLogger(options: { level?: string; name?: string } = {}): WorkerLogger {
+  return pino({
+    name: options.name ?? 'oci-build-worker',
+    level: options.level ?? process.env.OCI_BUILD_LOG_LEVEL ?? 'info',
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  });
+}
+
+export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOptions {
+  const problems: string[] = [];
+  const int = (key: keyof WorkerOptions, value: number, min: number) => {
+    if (!Number.isInteger(value) || value < min) problems.push(`${key} must be an integer ≥ ${min} (got ${value})`);
+    return value;
+  };
+  const ackWaitMs = int('ackWaitMs', options.ackWaitMs ?? 30_000, 1_000);
+  const compiled: CompiledWorkerOptions = {
+    nats: options.nats,
+    pipelineDeps: options.pipelineDeps,
+    concurrency: int('concurrency', options.concurrency ?? 1, 1),
+    maxDeliveries: int('maxDeliveries', options.maxDeliveries ?? 5, 1),
+    shutdownGraceMs: int('shutdownGraceMs', options.shutdownGraceMs ?? 5 * 60_000, 0),
+    cancelSuperseded: options.cancelSuperseded ?? true,
+    name: options.name ?? defaultWorkerName(),
+    timeoutMs: int('timeoutMs', options.timeoutMs ?? 30 * 60_000, 0),
+    logger: options.logger ?? createWorkerLogger(),
+    ackWaitMs,
+    heartbeatMs: int('heartbeatMs', options.heartbeatMs ?? Math.floor(ackWaitMs / 3), 100),
+    retryDelayMs: int('retryDelayMs', options.retryDelayMs ?? 2_000, 0),
+    retryMaxDelayMs: int('retryMaxDelayMs', options.retryMaxDelayMs ?? 60_000, 0),
+    pullExpiresMs: int('pullExpiresMs', options.pullExpiresMs ?? 10_000, 1_000),
+    consumerName: options.consumerName ?? 'oci-build-worker',
+    storeRetryMs: int('storeRetryMs', options.storeRetryMs ?? 60_000, 0),
+    ...(options.runPipeline ? { runPipeline: options.runPipeline } : {}),
+  };
+  if (compiled.heartbeatMs >= ackWaitMs) problems.push(`heartbeatMs (${compiled.heartbeatMs}) must be shorter than ackWaitMs (${ackWaitMs})`);
+  if (problems.length > 0) {
+    throw new UsageError(`Invalid worker options: ${problems.join('; ')}`, { hint: 'Check worker.* in the configuration.' });
+  }
+  return compiled;
+}
+
+/** The worker.* and build.timeout settings of a configuration as worker options. */
+export function workerOptionsFromConfig(config: Config): Pick<WorkerOptions, 'concurrency' | 'maxDeliveries' | 'shutdownGraceMs' | 'cancelSuperseded' | 'name' | 'timeoutMs'> {
+  return {
+    concurrency: config.worker.concurrency,
+    maxDeliveries: config.worker.maxDeliveries,
+    shutdownGraceMs: config.worker.shutdownGraceMs,
+    cancelSuperseded: config.worker.cancelSuperseded,
+    ...(config.worker.name ? { name: config.worker.name } : {}),
+    timeoutMs: config.build.timeoutMs,
+  };
+}
+
+/**
+ * Delay before delivery `delivery + 1` after a transient failure: retryDelayMs × 2^(delivery−1),
+ * at most retryMaxDelayMs, with ±20 % jitter so workers that failed together do not retry together.
+ */
+export function retryBackoffMs(
+  delivery: number,
+  options: Pick<CompiledWorkerOptions, 'retryDelayMs' | 'retryMaxDelayMs'>,
+  random: () => number = Math.random,
+): number {
+  const base = Math.min(options.retryDelayMs * 2 ** Math.max(0, delivery - 1), options.retryMaxDelayMs);
+  return Math.round(base * (0.8 + random() * 0.4));
+}

@@ -1,0 +1,116 @@
+// An in-memory JobIntake for the server's unit tests: records in a Map, published jobs in an array
+// deduplicated by message id like JetStream, and switches to make NATS "fail" at each step.
+
+import type { BuildListFilter } from '../../src/core/ports.js';
+import type { BuildJob, BuildRecord } from '../../src/core/types.js';
+import type { IntakeHealth, JobIntake, RecordChange } from '../../src/server/job-intake.js';
+
+export class FakeIntake implements JobIntake {
+  readonly records = new Map<string, BuildRecord>();
+  readonly published: BuildJob[] = [];
+  readonly logs = new Map<string, string[]>();
+  private readonly msgIds = new Set<string>();
+  connected = true;
+  failCreate = false;
+  failPublish = false;
+  failDiscard = false;
+  depth = 0;
+  /** Resolves a log follower's wait: push lines, then end(). */
+  private readonly followers = new Map<string, Array<() => void>>();
+  private readonly ended = new Set<string>();
+  private readonly changes: Array<(change: RecordChange) => void> = [];
+
+  health(): IntakeHealth {
+    return { nats: this.connected ? 'connected' : 'disconnected' };
+  }
+
+  async createQueued(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord }> {
+    if (this.failCreate || !this.connected) throw new Error('fake: KV create timed out');
+    const existing = this.records.get(record.id);
+    if (existing) return { created: false, record: existing };
+    this.records.set(record.id, structuredClone(record));
+    return { created: true, record };
+  }
+
+  async publish(job: BuildJob): Promise<{ duplicate: boolean }> {
+    if (this.failPublish || !this.connected) throw new Error('fake: publish timed out');
+    const msgId = job.deliveryId ?? job.id;
+    if (this.msgIds.has(msgId)) return { duplicate: true };
+    this.msgIds.add(msgId);
+    this.published.push(structuredClone(job));
+    return { duplicate: false };
+  }
+
+  async discard(id: string): Promise<void> {
+    if (this.failDiscard || !this.connected) throw new Error('fake: delete timed out');
+    this.records.delete(id);
+  }
+
+  async get(id: string): Promise<BuildRecord | undefined> {
+    if (!this.connected) throw new Error('fake: disconnected');
+    return this.records.get(id);
+  }
+
+  async list(filter: BuildListFilter): Promise<BuildRecord[]> {
+    return [...this.records.values()]
+      .filter((r) => !filter.repo || r.repository.fullName === filter.repo)
+      .filter((r) => !filter.branch || r.repository.branch === filter.branch)
+      .filter((r) => !filter.status || r.status === filter.status)
+      .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
+      .slice(0, filter.limit ?? Infinity);
+  }
+
+  appendLog(id: string, line: string): void {
+    this.logs.set(id, [...(this.logs.get(id) ?? []), line]);
+    for (const wake of this.followers.get(id) ?? []) wake();
+  }
+
+  endLog(id: string): void {
+    this.ended.add(id);
+    for (const wake of this.followers.get(id) ?? []) wake();
+  }
+
+  async *readLog(id: string, options: { follow: boolean; signal: AbortSignal }): AsyncIterable<string> {
+    let index = 0;
+    for (;;) {
+      const lines = this.logs.get(id) ?? [];
+      while (index < lines.length) yield lines[index++]!;
+      if (!options.follow || this.ended.has(id) || options.signal.aborted) return;
+      await new Promise<void>((resolve) => {
+        const list = this.followers.get(id) ?? [];
+        list.push(resolve);
+        this.followers.set(id, list);
+        options.signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
+  }
+
+  async queueDepth(): Promise<number> {
+    return this.depth;
+  }
+
+  emit(change: RecordChange): void {
+    for (const listener of this.changes) listener(change);
+  }
+
+  async *watchRecords(signal: AbortSignal): AsyncIterable<RecordChange> {
+    const pending: RecordChange[] = [];
+    let wake: (() => void) | undefined;
+    const listener = (change: RecordChange) => {
+      pending.push(change);
+      wake?.();
+    };
+    this.changes.push(listener);
+    signal.addEventListener('abort', () => wake?.(), { once: true });
+    try {
+      while (!signal.aborted) {
+        if (pending.length === 0) await new Promise<void>((r) => (wake = r));
+        while (pending.length > 0) yield pending.shift()!;
+      }
+    } finally {
+      this.changes.splice(this.changes.indexOf(listener), 1);
+    }
+  }
+
+  async close(): Promise<void> {}
+}
