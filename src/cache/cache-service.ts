@@ -133,7 +133,10 @@ export class CacheService {
       // non-root user. -mod is left alone: the go command's default (readonly, or vendor when a
       // vendor directory exists) is what a repository expects. GOPROXY is left to the user: with no
       // network a module download fails at once with an unknown-host error, which says enough.
-      GOFLAGS: '-modcacherw',
+      // -buildvcs=false: VCS stamping records whether the worktree has untracked files — such as
+      // the dist/ of the previous build — so the same commit would give a different binary, hence a
+      // different image digest. The image's revision label carries the commit instead.
+      GOFLAGS: '-modcacherw -buildvcs=false',
       NUGET_PACKAGES: this.path('nuget'),
       NUGET_HTTP_CACHE_PATH: join(this.path('nuget'), '.http-cache'),
       NUGET_PLUGINS_CACHE_PATH: join(this.path('nuget'), '.plugins-cache'),
@@ -192,6 +195,11 @@ export class CacheService {
       if (kind === 'maven' && result.removedFiles > before) {
         await rm(join(dir, SEED_MARKER), { force: true });
         this.prepared.delete('maven');
+      }
+      // Nx's task database (workspace-data) would still claim hits whose outputs were just removed,
+      // and restore nothing: forget it, at the cost of one cache miss per repository.
+      if (kind === 'nx' && result.removedFiles > before) {
+        await rm(join(dir, 'workspace-data'), { recursive: true, force: true });
       }
     }
     return result;
