@@ -1,0 +1,152 @@
+// A local directory as the source: built in place (no copy), described from its Git metadata.
+// Read-only towards the user's repository: no index refresh, no lock files.
+
+import * as fs from 'node:fs';
+import { basename, relative, resolve } from 'node:path';
+import git from 'isomorphic-git';
+import { InputError } from '../core/errors.js';
+import type { PhaseContext, SourceCheckout } from '../core/ports.js';
+import type { BuildJob, RepositoryInfo } from '../core/types.js';
+import { changedFilesBetween, isNullCommit } from './tree-diff.js';
+import { parseRemoteUrl, redactUrl } from './url.js';
+
+export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseContext): Promise<SourceCheckout> {
+  const dir = resolve(path);
+  const notARepository = (why: string) =>
+    new InputError(`${dir} ${why}: make it one with \`git init && git add -A && git commit -m "initial commit"\` there`, {
+      hint: `Images are tagged with the commit they are built from, so the source must be a Git repository with at least one commit: cd ${JSON.stringify(dir)} && git init && git add -A && git commit -m "initial commit"`,
+    });
+
+  let stats: fs.Stats;
+  try {
+    stats = await fs.promises.stat(dir);
+  } catch {
+    throw new InputError(`The source directory ${dir} does not exist`, { hint: 'Give the path of a checked-out Git repository, or an http(s) Git URL.' });
+  }
+  if (!stats.isDirectory()) throw new InputError(`The source ${dir} is not a directory`, { hint: 'Give the path of a checked-out Git repository, or an http(s) Git URL.' });
+
+  let root: string;
+  try {
+    root = await git.findRoot({ fs, filepath: dir });
+  } catch {
+    throw notARepository('is not a Git repository');
+  }
+  const cache = {};
+  let commit: string;
+  try {
+    commit = await git.resolveRef({ fs, dir: root, ref: 'HEAD' });
+  } catch {
+    throw notARepository('is a Git repository without any commit yet');
+  }
+  const { commit: commitObject } = await git.readCommit({ fs, dir: root, oid: commit, cache });
+  const branch = await git.currentBranch({ fs, dir: root, fullname: false, test: true });
+
+  const origin = await git.getConfig({ fs, dir: root, path: 'remote.origin.url' }).catch(() => undefined);
+  let fullName = basename(dir);
+  let cloneUrl: string | undefined;
+  if (typeof origin === 'string' && origin.length > 0) {
+    try {
+      const location = parseRemoteUrl(origin);
+      fullName = location.fullName;
+      cloneUrl = location.cloneUrl;
+    } catch {
+      // An SSH or odd remote still names the repository: owner/name from its last two segments.
+      cloneUrl = redactUrl(origin);
+      const segments = cloneUrl.replace(/\.git$/, '').split(/[/:]/).filter((s) => s.length > 0);
+      if (segments.length >= 2) fullName = segments.slice(-2).join('/');
+    }
+  }
+
+  const prefix = relative(root, dir);
+  const inside = (file: string) => prefix === '' || file === prefix || file.startsWith(prefix + '/');
+  // Only the directory built counts: a change elsewhere in the repository does not make it dirty.
+  const changedInWorktree = await worktreeChanges(root, cache, prefix === '' ? undefined : [prefix]);
+  const dirty = changedInWorktree.some(inside);
+
+  const repository: RepositoryInfo = {
+    fullName,
+    ...(cloneUrl ? { cloneUrl } : {}),
+    ref: branch ? `refs/heads/${branch}` : commit,
+    ...(branch ? { branch } : {}),
+    commit,
+    ...(job.repository?.before ? { before: job.repository.before } : {}),
+    dirty,
+  };
+
+  const toDirRelative = (files: string[]) =>
+    files.filter(inside).map((file) => (prefix === '' ? file : file.slice(prefix.length + 1)));
+
+  return {
+    dir,
+    repository,
+    // A subdirectory of a repository (a fixture, one service of a monorepo without Nx) is imaged
+    // under its own name, not the repository's.
+    ...(prefix !== '' ? { imageName: basename(dir) } : {}),
+    commitTime: commitObject.committer.timestamp,
+    warnings: [],
+    async changedFilesSince(base) {
+      if (isNullCommit(base)) return undefined;
+      const changed = await changedFilesBetween({ fs, dir: root, cache }, base, commit);
+      if (changed === undefined) return undefined;
+      // The build uses the worktree as it is, so uncommitted changes count as changed too.
+      return toDirRelative([...new Set([...changed, ...changedInWorktree])].sort());
+    },
+    async dispose() {
+      // The user's own directory: nothing to remove.
+    },
+  };
+}
+
+type StatsLike = Pick<fs.Stats, 'isFile' | 'isDirectory' | 'isSymbolicLink'> & Record<string, unknown>;
+
+/** Exact stat times, in the form isomorphic-git compares with the index. */
+function exactStats(big: fs.BigIntStats): StatsLike {
+  const low32 = (value: bigint) => Number(value & 0xffffffffn);
+  return {
+    isFile: () => big.isFile(),
+    isDirectory: () => big.isDirectory(),
+    isSymbolicLink: () => big.isSymbolicLink(),
+    ctimeSeconds: Number(big.ctimeNs / 1_000_000_000n),
+    ctimeNanoseconds: Number(big.ctimeNs % 1_000_000_000n),
+    mtimeSeconds: Number(big.mtimeNs / 1_000_000_000n),
+    mtimeNanoseconds: Number(big.mtimeNs % 1_000_000_000n),
+    ctimeMs: Number(big.ctimeMs),
+    mtimeMs: Number(big.mtimeMs),
+    dev: low32(big.dev),
+    ino: low32(big.ino),
+    mode: Number(big.mode),
+    uid: Number(big.uid),
+    gid: Number(big.gid),
+    size: Number(big.size),
+  };
+}
+
+/**
+ * node:fs for isomorphic-git's status walk. Stat times are nanosecond-exact: with float
+ * milliseconds they never match what native git wrote to the index, and every file was hashed
+ * again on every build. Stats and directory listings are synchronous: the walk awaits them one
+ * by one, and a thread-pool round trip per file cost more than the stat itself.
+ */
+const statusFs = {
+  promises: {
+    ...fs.promises,
+    lstat: async (path: string) => exactStats(fs.lstatSync(path, { bigint: true })),
+    stat: async (path: string) => exactStats(fs.statSync(path, { bigint: true })),
+    readdir: async (path: string) => fs.readdirSync(path),
+  },
+};
+
+/** Paths (relative to the repository root) whose worktree state differs from HEAD; ignored files excluded. */
+async function worktreeChanges(root: string, cache: object, filepaths?: string[]): Promise<string[]> {
+  // refresh: false — never rewrite the user's index just to describe it.
+  const matrix = await git.statusMatrix({ fs: statusFs, dir: root, cache, refresh: false, ...(filepaths ? { filepaths } : {}) });
+  const changed: string[] = [];
+  for (const [file, head, workdir] of matrix) {
+    // Compared with HEAD only (the index does not matter: the build sees the worktree).
+    // [1,1]: unchanged; [0,0]: only in the index, absent from both.
+    if (head === 1 && workdir === 1) continue;
+    if (head === 0 && workdir === 0) continue;
+    changed.push(file);
+  }
+  return changed;
+}

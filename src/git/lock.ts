@@ -1,0 +1,128 @@
+// One writer per mirror. Builds in one process queue on a promise chain; worker processes sharing a
+// work directory also take a lock file (created with O_EXCL), so two fetches never write into one
+// mirror at once. A lock left by a dead process (same host, pid gone) or not refreshed for
+// `staleMs` is broken.
+
+import { mkdir, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { hostname } from 'node:os';
+import { CancelledError } from '../core/errors.js';
+
+export interface LockOptions {
+  signal?: AbortSignal;
+  /** A lock file older than this (not refreshed) is considered abandoned. Default 10 minutes. */
+  staleMs?: number;
+  /** Called once when the lock is held by another process and we start waiting. */
+  onWait?: (holder: string) => void;
+}
+
+const chains = new Map<string, Promise<unknown>>();
+
+/** Runs `fn` while holding the lock `lockPath` (in this process and across processes). */
+export async function withLock<T>(lockPath: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
+  const previous = chains.get(lockPath) ?? Promise.resolve();
+  const run = previous.catch(() => undefined).then(async () => {
+    const release = await acquireFileLock(lockPath, options);
+    try {
+      return await fn();
+    } finally {
+      await release();
+    }
+  });
+  chains.set(lockPath, run);
+  try {
+    return await run;
+  } finally {
+    // Drop the chain when nobody queued behind us, so the map does not grow with every mirror.
+    if (chains.get(lockPath) === run) chains.delete(lockPath);
+  }
+}
+
+async function acquireFileLock(lockPath: string, options: LockOptions): Promise<() => Promise<void>> {
+  const staleMs = options.staleMs ?? 10 * 60_000;
+  const me = JSON.stringify({ host: hostname(), pid: process.pid, since: new Date().toISOString() });
+  let delay = 20;
+  let waited = false;
+  await mkdir(dirname(lockPath), { recursive: true });
+  for (;;) {
+    if (options.signal?.aborted) throw new CancelledError(`Cancelled while waiting for the lock ${lockPath}`);
+    try {
+      const handle = await open(lockPath, 'wx');
+      try {
+        await handle.writeFile(me);
+      } finally {
+        await handle.close();
+      }
+      // Keep the lock fresh during a long fetch so other processes do not take it for abandoned.
+      const refresh = setInterval(() => {
+        const now = new Date();
+        utimes(lockPath, now, now).catch(() => undefined);
+      }, Math.max(1000, Math.floor(staleMs / 3)));
+      refresh.unref();
+      return async () => {
+        clearInterval(refresh);
+        await rm(lockPath, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = await readFile(lockPath, 'utf8').catch(() => '');
+    if (await isAbandoned(lockPath, holder, staleMs)) {
+      // Rename first: of two processes breaking the same stale lock, only one succeeds.
+      const aside = `${lockPath}.stale-${process.pid}-${Date.now()}`;
+      try {
+        await rename(lockPath, aside);
+        await rm(aside, { force: true });
+      } catch {
+        // someone else broke it
+      }
+      continue;
+    }
+    if (!waited) {
+      waited = true;
+      options.onWait?.(holder);
+    }
+    await sleep(delay + Math.random() * delay, options.signal);
+    delay = Math.min(delay * 2, 500);
+  }
+}
+
+async function isAbandoned(lockPath: string, holder: string, staleMs: number): Promise<boolean> {
+  try {
+    const info = JSON.parse(holder) as { host?: string; pid?: number };
+    if (info.host === hostname() && typeof info.pid === 'number' && !processAlive(info.pid)) return true;
+  } catch {
+    // being written right now, or garbage: judged by age below
+  }
+  try {
+    const { mtimeMs } = await stat(lockPath);
+    return Date.now() - mtimeMs > staleMs;
+  } catch {
+    return false; // gone already: the next open will tell
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Waits `ms`, or rejects with CancelledError when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new CancelledError('Cancelled'));
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new CancelledError('Cancelled'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,282 @@
+// The persistent mirror of one remote: a bare repository under <workDir>/repos/<host>/<owner>/<name>,
+// kept up to date with isomorphic-git's fetch (shallow, all branches and tags). Only the URL
+// without credentials is ever written into it; credentials reach the server through onAuth.
+// Callers hold the repository lock (lock.ts) around everything that writes.
+
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import git, { type AuthCallback, type HttpClient } from 'isomorphic-git';
+import type { Clock } from '../core/ports.js';
+import { indexAndStorePack, PackReader } from './pack-index.js';
+import { interceptPacks } from './pack-intercept.js';
+import { findCommit } from './tree-diff.js';
+import type { RemoteLocation } from './url.js';
+
+/** What we keep next to the Git data: when the mirror last matched the remote. */
+export interface MirrorState {
+  cloneUrl: string;
+  /** ISO time of the last complete fetch. */
+  lastSyncAt: string;
+  /** The remote's HEAD at that fetch, e.g. `refs/heads/main`. */
+  defaultBranch?: string;
+}
+
+export interface ResolvedRef {
+  commit: string;
+  /** `refs/heads/x`, `refs/tags/x`, or the commit itself. */
+  ref: string;
+  branch?: string;
+  tag?: string;
+}
+
+export interface FetchResult {
+  defaultBranch?: string;
+  /** The remote has no refs at all. */
+  empty: boolean;
+  /** What came over the wire: pack bytes, objects, and the time spent indexing them. */
+  pack: { bytes: number; objects: number; indexMs: number };
+}
+
+export interface FetchOptions {
+  signal?: AbortSignal;
+  /** Commits of history per ref; undefined for the whole history. */
+  depth?: number;
+  /** Deepen by `depth` from the current shallow boundary. */
+  relative?: boolean;
+  onMessage?: (line: string) => void;
+}
+
+const STATE_FILE = 'oci-build-mirror.json';
+const REMOTE = 'origin';
+/** What `git fetch --unshallow` asks for. */
+export const FULL_DEPTH = 2147483647;
+
+/** The fetch ended without the objects its refs name: a cut connection (retried as such). */
+export class IncompleteFetchError extends Error {}
+
+let tmpCounter = 0;
+
+/**
+ * node:fs for isomorphic-git with atomic file writes (temp file + rename): a build materialising
+ * a worktree while another fetches into the mirror never reads a half-written pack index or ref,
+ * and a fetch killed half-way leaves no torn file behind.
+ */
+const atomicFs = {
+  promises: {
+    ...fs.promises,
+    async writeFile(path: string, data: string | Uint8Array, options?: fs.WriteFileOptions) {
+      const tmp = `${path}.tmp-${process.pid}-${++tmpCounter}`;
+      try {
+        await fs.promises.writeFile(tmp, data, options);
+        await fs.promises.rename(tmp, path);
+      } catch (err) {
+        await fs.promises.rm(tmp, { force: true });
+        throw err;
+      }
+    },
+  },
+};
+
+export class Mirror {
+  /** Shared by every read of this mirror in this process: pack indexes are parsed once. */
+  readonly cache: object = {};
+
+  constructor(
+    readonly location: RemoteLocation,
+    readonly gitdir: string,
+    private readonly http: HttpClient,
+    private readonly onAuth: AuthCallback | undefined,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The mirror's state, or undefined when it has never completed a fetch. */
+  async state(): Promise<MirrorState | undefined> {
+    try {
+      return JSON.parse(await fs.promises.readFile(join(this.gitdir, STATE_FILE), 'utf8')) as MirrorState;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Creates the bare repository (after removing any half-made one from an interrupted first clone). */
+  async create(): Promise<void> {
+    await fs.promises.rm(this.gitdir, { recursive: true, force: true });
+    await fs.promises.mkdir(this.gitdir, { recursive: true });
+    await git.init({ fs, gitdir: this.gitdir, bare: true, defaultBranch: 'main' });
+    await git.setConfig({ fs, gitdir: this.gitdir, path: `remote.${REMOTE}.url`, value: this.location.cloneUrl });
+    await git.setConfig({ fs, gitdir: this.gitdir, path: `remote.${REMOTE}.fetch`, value: `+refs/heads/*:refs/remotes/${REMOTE}/*` });
+  }
+
+  /** One fetch of every branch and tag; no retry, no lock (the caller's business). */
+  async fetch(options: FetchOptions = {}): Promise<FetchResult> {
+    const received = { bytes: 0, objects: 0, indexMs: 0 };
+    const network: HttpClient = options.signal ? withSignal(this.http, options.signal) : this.http;
+    const http = interceptPacks(network, async (pack) => {
+      const started = performance.now();
+      received.bytes += pack.length;
+      const stored = await indexAndStorePack(pack, this.gitdir, async (oid) => {
+        try {
+          const { type, object } = await git.readObject({ fs, gitdir: this.gitdir, oid, format: 'content', cache: this.cache });
+          return { type, data: Buffer.from(object as Uint8Array) };
+        } catch {
+          return undefined;
+        }
+      });
+      received.objects += stored?.objects ?? 0;
+      received.indexMs += performance.now() - started;
+    });
+    // isomorphic-git moves the refs before it has the pack: a connection lost in the middle of
+    // the transfer would leave refs naming objects the mirror never got. Snapshot, verify, roll back.
+    const before = await this.snapshotRefs();
+    let result: Awaited<ReturnType<typeof git.fetch>>;
+    try {
+      result = await this.fetchOnce(http, options);
+      await this.assertRefsComplete();
+    } catch (err) {
+      await this.restoreRefs(before);
+      throw err;
+    }
+    return this.recordSync(result, received);
+  }
+
+  private fetchOnce(http: HttpClient, options: FetchOptions) {
+    return git.fetch({
+      fs: atomicFs,
+      http,
+      gitdir: this.gitdir,
+      cache: this.cache,
+      url: this.location.cloneUrl,
+      remote: REMOTE,
+      ref: 'HEAD',
+      remoteRef: 'HEAD',
+      singleBranch: false,
+      tags: true,
+      prune: true,
+      // Tags move too (force-pushed releases): take the remote's set as it is.
+      pruneTags: true,
+      ...(options.depth !== undefined ? { depth: options.depth } : {}),
+      ...(options.relative ? { relative: true } : {}),
+      ...(this.onAuth ? { onAuth: this.onAuth } : {}),
+      ...(options.onMessage ? { onMessage: options.onMessage } : {}),
+    });
+  }
+
+  private async recordSync(result: { defaultBranch: string | null; fetchHead: string | null }, received: FetchResult['pack']): Promise<FetchResult> {
+    const previous = await this.state();
+    const defaultBranch = result.defaultBranch ?? previous?.defaultBranch;
+    const state: MirrorState = {
+      cloneUrl: this.location.cloneUrl,
+      lastSyncAt: this.clock.now().toISOString(),
+      ...(defaultBranch ? { defaultBranch } : {}),
+    };
+    // Written last and atomically: its presence means "a fetch completed".
+    const tmp = join(this.gitdir, `${STATE_FILE}.${process.pid}.tmp`);
+    await fs.promises.writeFile(tmp, JSON.stringify(state, null, 2));
+    await fs.promises.rename(tmp, join(this.gitdir, STATE_FILE));
+    return { ...(defaultBranch ? { defaultBranch } : {}), empty: result.fetchHead === null, pack: received };
+  }
+
+  private async snapshotRefs(): Promise<{ refs: Map<string, string>; shallow: string | undefined }> {
+    const refs = new Map<string, string>();
+    for (const prefix of [`refs/remotes/${REMOTE}`, 'refs/tags']) {
+      const names = await git.listRefs({ fs, gitdir: this.gitdir, filepath: prefix }).catch(() => [] as string[]);
+      for (const name of names) {
+        const full = `${prefix}/${name}`;
+        if (full === `refs/remotes/${REMOTE}/HEAD`) continue;
+        const oid = await git.resolveRef({ fs, gitdir: this.gitdir, ref: full, depth: 1 }).catch(() => undefined);
+        if (oid) refs.set(full, oid);
+      }
+    }
+    const shallow = await fs.promises.readFile(join(this.gitdir, 'shallow'), 'utf8').catch(() => undefined);
+    return { refs, shallow };
+  }
+
+  private async restoreRefs(snapshot: { refs: Map<string, string>; shallow: string | undefined }): Promise<void> {
+    const now = await this.snapshotRefs();
+    for (const name of now.refs.keys()) {
+      if (!snapshot.refs.has(name)) await git.deleteRef({ fs, gitdir: this.gitdir, ref: name }).catch(() => undefined);
+    }
+    for (const [name, oid] of snapshot.refs) {
+      if (now.refs.get(name) !== oid) await git.writeRef({ fs: atomicFs, gitdir: this.gitdir, ref: name, value: oid, force: true }).catch(() => undefined);
+    }
+    const shallowPath = join(this.gitdir, 'shallow');
+    if (snapshot.shallow === undefined) await fs.promises.rm(shallowPath, { force: true });
+    else await atomicFs.promises.writeFile(shallowPath, snapshot.shallow);
+  }
+
+  /** Every branch and tag names an object the mirror has (else the transfer was cut short). */
+  private async assertRefsComplete(): Promise<void> {
+    const { refs } = await this.snapshotRefs();
+    // Index lookups only: asking isomorphic-git would load and checksum every pack whole.
+    const packs = PackReader.open(this.gitdir);
+    try {
+      for (const [name, oid] of refs) {
+        const present = packs.has(oid) || fs.existsSync(join(this.gitdir, 'objects', oid.slice(0, 2), oid.slice(2)));
+        if (!present) throw new IncompleteFetchError(`unexpected end of the fetch: ${name} names ${oid}, which did not arrive`);
+      }
+    } finally {
+      packs.close();
+    }
+  }
+
+  /** Commits at the shallow boundary; empty when the mirror has the whole history. */
+  async shallowCommits(): Promise<string[]> {
+    try {
+      const text = await fs.promises.readFile(join(this.gitdir, 'shallow'), 'utf8');
+      return text.split('\n').filter((line) => /^[0-9a-f]{40}$/.test(line));
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * Resolves a ref against what the mirror holds: a branch, a tag (`v1` or `refs/tags/v1`),
+   * `refs/heads/x`, or a full or abbreviated commit; undefined for the remote's HEAD.
+   */
+  async resolve(ref: string | undefined): Promise<ResolvedRef | undefined> {
+    const base = { fs, gitdir: this.gitdir, cache: this.cache };
+    const tryRef = async (name: string) => {
+      try {
+        return await git.resolveRef({ ...base, ref: name });
+      } catch {
+        return undefined;
+      }
+    };
+    // The commit a ref names (annotated tags peeled), or undefined when the mirror lacks it
+    // (a process killed between isomorphic-git's ref update and the pack's arrival).
+    const peel = async (oid: string) => (await git.readCommit({ ...base, oid }).catch(() => undefined))?.oid;
+    const branchRef = async (branch: string): Promise<ResolvedRef | undefined> => {
+      const oid = await tryRef(`refs/remotes/${REMOTE}/${branch}`);
+      const commit = oid ? await peel(oid) : undefined;
+      return commit ? { commit, ref: `refs/heads/${branch}`, branch } : undefined;
+    };
+    const tagRef = async (tag: string): Promise<ResolvedRef | undefined> => {
+      const oid = await tryRef(`refs/tags/${tag}`);
+      const commit = oid ? await peel(oid) : undefined;
+      return commit ? { commit, ref: `refs/tags/${tag}`, tag } : undefined;
+    };
+
+    if (ref === undefined || ref === 'HEAD') {
+      const state = await this.state();
+      const head = state?.defaultBranch;
+      if (head?.startsWith('refs/heads/')) return branchRef(head.slice('refs/heads/'.length));
+      return undefined;
+    }
+    if (ref.startsWith('refs/heads/')) return branchRef(ref.slice('refs/heads/'.length));
+    if (ref.startsWith('refs/tags/')) return tagRef(ref.slice('refs/tags/'.length));
+    const byName = (await branchRef(ref)) ?? (await tagRef(ref));
+    if (byName) return byName;
+    const commit = await findCommit({ fs, gitdir: this.gitdir, cache: this.cache }, ref);
+    return commit ? { commit, ref: commit } : undefined;
+  }
+
+  async hasCommit(oid: string): Promise<boolean> {
+    return (await findCommit({ fs, gitdir: this.gitdir, cache: this.cache }, oid)) !== undefined;
+  }
+}
+
+/** Passes the build's AbortSignal to every request isomorphic-git makes. */
+function withSignal(http: HttpClient, signal: AbortSignal): HttpClient {
+  return { request: (request) => http.request({ ...request, signal }) };
+}

@@ -1,0 +1,158 @@
+// A local directory as the source: metadata read with isomorphic-git from real repositories.
+
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { InputError } from '../../src/core/errors.js';
+import type { PhaseContext } from '../../src/core/ports.js';
+import type { BuildJob } from '../../src/core/types.js';
+import { createSourceProvider } from '../../src/git/source-provider.js';
+import { git, tempDir, type TempDir } from '../helpers/fixtures.js';
+import { workRepo } from '../helpers/git-http-server.js';
+
+const ctx: PhaseContext = { signal: new AbortController().signal, log: { write: () => undefined } };
+const provider = createSourceProvider({ workDir: '/nonexistent-work-dir', git: { depth: 50, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1 } });
+
+function job(path: string, extra: Partial<BuildJob> = {}): BuildJob {
+  return {
+    id: 'local-1',
+    trigger: 'cli',
+    source: { kind: 'local', path },
+    image: { push: false, tlsVerify: true, buildArgs: {} },
+    createdAt: new Date().toISOString(),
+    ...extra,
+  };
+}
+
+const checkout = (path: string, extra: Partial<BuildJob> = {}) => provider.checkout({ kind: 'local', path }, job(path, extra), ctx);
+
+describe('git source: local directory', () => {
+  const temps: TempDir[] = [];
+  const temp = async () => {
+    const t = await tempDir();
+    temps.push(t);
+    return t;
+  };
+  afterEach(async () => {
+    await Promise.all(temps.splice(0).map((t) => t.cleanup()));
+  });
+
+  it('reads commit, branch, commit time, and names the repository after the directory', async () => {
+    const t = await temp();
+    const repo = await workRepo(t, 'my-service');
+    const commit = repo.commit({ 'main.go': 'package main\n', '.gitignore': 'dist/\n' }, 'one');
+    const result = await checkout(repo.dir, { repository: { before: 'a'.repeat(40) } });
+    expect(result.dir).toBe(repo.dir);
+    expect(result.repository).toEqual({ fullName: 'my-service', ref: 'refs/heads/main', branch: 'main', commit, before: 'a'.repeat(40), dirty: false });
+    expect(result.commitTime).toBe(Number(repo.git(['log', '-1', '--format=%ct'])));
+    expect(result.warnings).toEqual([]);
+    await result.dispose();
+    // dispose() must not touch the user's directory
+    expect(repo.git(['status', '--porcelain'])).toBe('');
+  });
+
+  it('takes owner/name and a credential-free URL from the origin remote', async () => {
+    const t = await temp();
+    const repo = await workRepo(t, 'checkout-dir');
+    repo.commit({ 'a.txt': 'a' });
+    repo.git(['remote', 'add', 'origin', 'https://someone:s3cr3t-t0ken@github.example/acme/widget.git']);
+    const result = await checkout(repo.dir);
+    expect(result.repository.fullName).toBe('acme/widget');
+    expect(result.repository.cloneUrl).toBe('https://github.example/acme/widget.git');
+    expect(JSON.stringify(result.repository)).not.toContain('s3cr3t');
+  });
+
+  it('reports a detached HEAD without a branch', async () => {
+    const t = await temp();
+    const repo = await workRepo(t);
+    const first = repo.commit({ 'a.txt': 'a' });
+    repo.commit({ 'a.txt': 'b' });
+    repo.git(['checkout', '-q', '--detach', first]);
+    const result = await checkout(repo.dir);
+    expect(result.repository.commit).toBe(first);
+    expect(result.repository.branch).toBeUndefined();
+    expect(result.repository.ref).toBe(first);
+  });
+
+  it('detects a dirty worktree: modified, deleted and untracked files count, ignored files do not', async () => {
+    const t = await temp();
+    const repo = await workRepo(t);
+    repo.commit({ 'a.txt': 'a\n', 'b.txt': 'b\n', '.gitignore': 'dist/\n*.log\n' });
+    await mkdir(join(repo.dir, 'dist'));
+    await writeFile(join(repo.dir, 'dist', 'app'), 'binary');
+    await writeFile(join(repo.dir, 'debug.log'), 'log');
+    expect((await checkout(repo.dir)).repository.dirty).toBe(false);
+
+    await writeFile(join(repo.dir, 'a.txt'), 'changed\n');
+    expect((await checkout(repo.dir)).repository.dirty).toBe(true);
+    repo.git(['checkout', '--', 'a.txt']);
+
+    await rm(join(repo.dir, 'b.txt'));
+    expect((await checkout(repo.dir)).repository.dirty).toBe(true);
+    repo.git(['checkout', '--', 'b.txt']);
+
+    await writeFile(join(repo.dir, 'new.txt'), 'untracked\n');
+    expect((await checkout(repo.dir)).repository.dirty).toBe(true);
+    await rm(join(repo.dir, 'new.txt'));
+
+    // staged but identical to HEAD again: clean
+    expect((await checkout(repo.dir)).repository.dirty).toBe(false);
+    // the user's index is left alone: no refresh written by us
+    expect(repo.git(['status', '--porcelain'])).toBe('');
+  });
+
+  it('is fast on a small repository', async () => {
+    const t = await temp();
+    const repo = await workRepo(t);
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 300; i++) files[`src/pkg${i % 10}/file${i}.go`] = `package p\n// ${i}\n`;
+    repo.commit(files);
+    await checkout(repo.dir);
+    const started = performance.now();
+    const result = await checkout(repo.dir);
+    expect(result.repository.dirty).toBe(false);
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
+
+  it('refuses a directory that is not a Git repository, saying how to fix it (exit 2)', async () => {
+    const t = await temp();
+    const error = await checkout(t.path).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).exitCode).toBe(2);
+    expect((error as InputError).message).toContain(t.path);
+    expect((error as InputError).message).toContain('git init && git add -A && git commit -m');
+    expect((error as InputError).hint).toContain('git init && git add -A && git commit -m');
+  });
+
+  it('refuses a repository without commits, and a missing directory', async () => {
+    const t = await temp();
+    git(t.path, ['init', '-q']);
+    const error = await checkout(t.path).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toMatch(/without any commit/);
+    expect((error as InputError).hint).toContain('git commit');
+    await expect(checkout(join(t.path, 'nope'))).rejects.toBeInstanceOf(InputError);
+  });
+
+  it('lists changed files since a base, relative to the directory, uncommitted changes included', async () => {
+    const t = await temp();
+    const repo = await workRepo(t);
+    const base = repo.commit({ 'apps/api/main.go': 'v1', 'apps/web/index.js': 'v1', 'README.md': 'r' });
+    repo.commit({ 'apps/api/main.go': 'v2', 'libs/util/u.go': 'new' });
+    repo.git(['rm', '-q', 'README.md']);
+    repo.git(['commit', '-q', '-m', 'rm readme']);
+    const result = await checkout(repo.dir);
+    expect(await result.changedFilesSince(base, ctx)).toEqual(['README.md', 'apps/api/main.go', 'libs/util/u.go']);
+    expect(await result.changedFilesSince('0'.repeat(40), ctx)).toBeUndefined();
+    expect(await result.changedFilesSince('f'.repeat(40), ctx)).toBeUndefined();
+
+    await writeFile(join(repo.dir, 'apps/web/index.js'), 'v2-uncommitted');
+    const dirty = await checkout(repo.dir);
+    expect(await dirty.changedFilesSince(base, ctx)).toEqual(['README.md', 'apps/api/main.go', 'apps/web/index.js', 'libs/util/u.go']);
+
+    // a subdirectory of a repository: paths relative to it, other directories left out
+    const sub = await checkout(join(repo.dir, 'apps'));
+    expect(sub.repository.fullName).toBe('apps');
+    expect(await sub.changedFilesSince(base, ctx)).toEqual(['api/main.go', 'web/index.js']);
+  });
+});
