@@ -12,9 +12,6 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 
-echo "==> build"
-npm run --silent build
-
 echo "==> typecheck (sources, tests, benchmarks)"
 npm run --silent typecheck
 

@@ -22,6 +22,7 @@ import type {
   PhaseName,
   Project,
   ProjectSummary,
+  RepositoryInfo,
   Workspace,
 } from './types.js';
 
@@ -127,7 +128,8 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     // ---- source ----
     checkout = await phase('source', undefined, () => deps.source.checkout(job.source, job, ctx));
     const source = checkout;
-    record.repository = { ...record.repository, ...source.repository };
+    const repository = withJobRefNames(source.repository, job);
+    record.repository = { ...record.repository, ...repository };
     if (source.warnings.length > 0) {
       const sourceMetric = record.phases.find((p) => p.name === 'source');
       if (sourceMetric) sourceMetric.warning = source.warnings.join('; ');
@@ -137,7 +139,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
         log.write(`warning: ${warning}`, 'system');
       }
     }
-    log.write(`commit ${source.repository.commit}${source.repository.branch ? ` (${source.repository.branch})` : ''}`, 'system');
+    log.write(`commit ${repository.commit}${repository.branch ? ` (${repository.branch})` : repository.tag ? ` (${repository.tag})` : ''}`, 'system');
 
     // ---- detect ----
     const affectedBase = job.affectedBase;
@@ -145,7 +147,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
       deps.detector.detect(
         source.dir,
         {
-          name: source.repository.fullName.split('/').pop() || source.repository.fullName,
+          name: source.imageName ?? (source.repository.fullName.split('/').pop() || source.repository.fullName),
           ...(job.projects?.length ? { projects: job.projects } : {}),
           ...(affectedBase ? { affected: { base: affectedBase, changedFiles: () => source.changedFilesSince(affectedBase, ctx) } } : {}),
         },
@@ -215,8 +217,8 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     // ---- image ----
     if (!job.noImage) {
       const explicit = new Set(job.projects ?? []);
-      const tags = imageTags(source.repository);
-      const labels = imageLabels(source.repository, source.commitTime);
+      const tags = imageTags(repository);
+      const labels = imageLabels(repository, source.commitTime);
       const built: Array<{ project: Project; result: ImageResult }> = [];
       for (const project of selected) {
         const summary = record.projects.find((p) => p.name === project.name);
@@ -301,6 +303,22 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     await update();
   }
   return failure ? { record, error: failure } : { record };
+}
+
+/**
+ * A webhook job builds the pushed commit by its SHA; the branch or tag it was pushed to comes from
+ * the payload. Those names are kept when the source checked out that very commit.
+ */
+function withJobRefNames(repository: RepositoryInfo, job: BuildJob): RepositoryInfo {
+  const known = job.repository;
+  if (!known || (known.commit && known.commit !== repository.commit)) return repository;
+  if (repository.branch || repository.tag) return repository;
+  return {
+    ...repository,
+    ...(known.ref ? { ref: known.ref } : {}),
+    ...(known.branch ? { branch: known.branch } : {}),
+    ...(known.tag ? { tag: known.tag } : {}),
+  };
 }
 
 function summarize(project: Project): ProjectSummary {

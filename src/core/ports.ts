@@ -34,6 +34,8 @@ export interface SourceCheckout {
   /** Absolute path of a directory holding the commit's files. */
   dir: string;
   repository: RepositoryInfo;
+  /** The image's base name when it is not the repository's name (a subdirectory was built). */
+  imageName?: string;
   /** The commit's committer time, seconds since the epoch (image timestamps). */
   commitTime: number;
   /** Things the user should know (e.g. "remote unreachable: built from the mirror"). */

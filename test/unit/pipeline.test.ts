@@ -106,6 +106,24 @@ describe('runPipeline', () => {
     expect(cancelled.record.error?.code).toBe('E_CANCELLED');
   });
 
+  it('names the image after the directory built when the source says so (a subdirectory)', async () => {
+    const d = deps({ source: fakeSource({ imageName: 'sample-go-repo', repository: { fullName: 'acme/oci-build', commit: COMMIT, branch: 'main' } }) });
+    const { record } = await runPipeline(job(), d.all);
+    expect(record.images[0]?.repository).toBe('sample-go-repo');
+    expect(record.repository.fullName).toBe('acme/oci-build');
+  });
+
+  it('a webhook job built by SHA keeps the branch it was pushed to, for its tags', async () => {
+    const d = deps({ source: fakeSource({ repository: { fullName: 'acme/app', commit: COMMIT, ref: COMMIT } }) });
+    const { record } = await runPipeline(
+      job({ trigger: 'webhook', repository: { fullName: 'acme/app', commit: COMMIT, ref: 'refs/heads/feature/x', branch: 'feature/x' } }),
+      d.all,
+    );
+    expect(record.images[0]?.tags).toEqual(['sha-0123456', 'feature-x']);
+    expect(record.repository).toMatchObject({ branch: 'feature/x', ref: 'refs/heads/feature/x' });
+    expect(d.images.built[0]?.labels['org.opencontainers.image.ref.name']).toBe('feature/x');
+  });
+
   it('a source warning reaches the record, the phase and the reporter', async () => {
     const d = deps({ source: fakeSource({ warnings: ['remote unreachable: built from the mirror'] }) });
     const { record } = await runPipeline(job(), d.all);

@@ -1,0 +1,85 @@
+// local-overhead: `oci-build build fixtures/sample-go-repo` against the same `go build` and
+// `buildah bud` typed by hand, warm caches, interleaved runs in one process.
+// Targets: median ratio ≤ 1.25; `oci-build --version` under 200 ms; peak RSS of a build ≤ 150 MB.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { median, ms } from './stats.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const RUNS = Number(process.env.BENCH_RUNS ?? 7);
+
+function timed(file, args, options) {
+  const started = process.hrtime.bigint();
+  const result = spawnSync(file, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  const elapsed = Number(process.hrtime.bigint() - started) / 1e6;
+  if (result.status !== 0) throw new Error(`${file} ${args.join(' ')} failed (${result.status}):\n${result.stderr}\n${result.stdout}`);
+  return elapsed;
+}
+
+export async function run() {
+  const temp = mkdtempSync(join(tmpdir(), 'oci-build-bench-'));
+  try {
+    const repo = join(temp, 'sample-go-repo');
+    cpSync(join(root, 'fixtures/sample-go-repo'), repo, { recursive: true });
+    const gitEnv = { ...process.env, GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@b', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@b', GIT_AUTHOR_DATE: '2026-01-01T00:00:00Z', GIT_COMMITTER_DATE: '2026-01-01T00:00:00Z' };
+    for (const args of [['init', '-q', '-b', 'main'], ['add', '-A'], ['commit', '-q', '-m', 'bench']]) execFileSync('git', args, { cwd: repo, env: gitEnv });
+    const commitTime = execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: repo, encoding: 'utf8' }).trim();
+
+    const workDir = join(temp, 'work');
+    const storage = ['--root', join(temp, 'storage'), '--runroot', join(temp, 'run'), '--storage-driver', 'vfs'];
+    const env = {
+      ...process.env,
+      CI: 'true',
+      NO_COLOR: '1',
+      OCI_BUILD_WORK_DIR: workDir,
+      OCI_BUILD_IMAGE_ROOT: join(temp, 'storage'),
+      OCI_BUILD_IMAGE_RUN_ROOT: join(temp, 'run'),
+      OCI_BUILD_IMAGE_STORAGE_DRIVER: 'vfs',
+      OCI_BUILD_IMAGE_ISOLATION: 'chroot',
+    };
+    const cli = join(root, 'bin/oci-build.js');
+    const rssFile = join(temp, 'rss');
+    const ociBuild = () => timed(process.execPath, ['--import', join(root, 'bench/rss-probe.mjs'), cli, 'build', repo], { env: { ...env, OCI_BUILD_BENCH_RSS_FILE: rssFile } });
+
+    // The same work by hand: the Go build with the same caches, then the image build.
+    const goEnv = { ...process.env, CGO_ENABLED: '0', GOCACHE: join(workDir, 'cache/go-build'), GOMODCACHE: join(workDir, 'cache/go-mod'), GOFLAGS: '-modcacherw -buildvcs=false' };
+    const byHand = () =>
+      timed('go', ['build', '-trimpath', '-o', 'dist/', './...'], { cwd: repo, env: goEnv }) +
+      timed('buildah', [...storage, 'bud', '--isolation', 'chroot', '--timestamp', commitTime, '-t', 'sample-go-repo:sha-bench', '-t', 'sample-go-repo:main', '.'], { cwd: repo });
+
+    // Warm-up: fills the caches and loads the binaries into the page cache.
+    ociBuild();
+    byHand();
+    const ours = [];
+    const raw = [];
+    const rss = [];
+    for (let i = 0; i < RUNS; i++) {
+      ours.push(ociBuild());
+      rss.push(Number(readFileSync(rssFile, 'utf8')) / 1024);
+      raw.push(byHand());
+    }
+    const versions = [];
+    for (let i = 0; i < 10; i++) versions.push(timed(process.execPath, [cli, '--version'], {}));
+
+    const ratio = median(ours) / median(raw);
+    const version = median(versions);
+    const peak = Math.max(...rss);
+    return {
+      name: 'local-overhead',
+      lines: [
+        `oci-build build     median ${ms(median(ours))} over ${RUNS} runs`,
+        `go build + buildah  median ${ms(median(raw))} over ${RUNS} runs`,
+        `ratio               ${ratio.toFixed(2)} (target ≤ 1.25)`,
+        `oci-build --version median ${ms(version)} (target < 200 ms)`,
+        `peak RSS of a build ${peak.toFixed(0)} MB (target ≤ 150 MB)`,
+      ],
+      ok: ratio <= 1.25 && version < 200 && peak <= 150,
+    };
+  } finally {
+    rmSync(temp, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+// The entry point: runs the CLI and is the only place that ends the process.
+import { main } from '../dist/cli/main.js';
+
+const code = await main(process.argv.slice(2), {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  cwd: process.cwd(),
+});
+process.exitCode = code;
+// Daemons close their connections before main() returns; anything still holding the event loop
+// open after that (a stray socket) must not keep a finished command alive.
+setTimeout(() => process.exit(code), 2000).unref();

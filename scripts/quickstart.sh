@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `npm run quickstart`: from a fresh clone to a built image in one command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "==> npm ci"
+  npm ci --no-audit --no-fund
+fi
+echo "==> npm run build"
+npm run --silent build
+echo "==> oci-build build fixtures/sample-go-repo"
+exec node bin/oci-build.js build fixtures/sample-go-repo "$@"

@@ -1,0 +1,21 @@
+import { loadConfig, readConfigFile, type Config, type RawConfig } from '../config/config.js';
+import type { CliIO } from './io.js';
+
+/** The configuration for a command: its -c file (or ./oci-build.config.yaml), the environment, its flags. */
+export async function loadCliConfig(configPath: string | undefined, io: CliIO, flags: RawConfig = {}): Promise<Config> {
+  const file = readConfigFile({ cwd: io.cwd, ...(configPath !== undefined ? { path: configPath } : {}) });
+  return loadConfig({ ...(file ? { file } : {}), env: io.env, flags: prune(flags), cwd: io.cwd });
+}
+
+/** Drops undefined leaves so an absent flag never overrides the environment or the file. */
+function prune<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(value)) {
+    if (child === undefined) continue;
+    const pruned = prune(child);
+    if (typeof pruned === 'object' && pruned !== null && !Array.isArray(pruned) && Object.keys(pruned).length === 0) continue;
+    out[key] = pruned;
+  }
+  return out as T;
+}

@@ -1,0 +1,192 @@
+// The CLI: commander wiring only. Each command lives in its own module, imported when it runs,
+// so `oci-build --version` and `--help` load commander and nothing else.
+// main() never exits the process: it returns the exit code (bin/oci-build.js exits).
+
+import { Command, CommanderError, Option } from 'commander';
+import { createRequire } from 'node:module';
+import { ExitCode, UsageError, isOciBuildError, type ExitCodeValue } from '../core/errors.js';
+import type { CliIO } from './io.js';
+
+const require = createRequire(import.meta.url);
+const { version } = require('../../package.json') as { version: string };
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+    return Number(value);
+  };
+}
+
+const configOption = () => new Option('-c, --config <file>', 'config file (default: ./oci-build.config.yaml when present)');
+
+export function createProgram(io: CliIO, setExit: (code: ExitCodeValue) => void): Command {
+  const program = new Command('oci-build')
+    .description('Turn Git repositories into OCI images with buildah: locally, or as a webhook-driven build service on NATS JetStream.')
+    .version(version, '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .exitOverride();
+
+  program
+    .command('build')
+    .summary('build a repository into OCI images, locally (no server, no broker)')
+    .description('Build a repository into OCI images, in-process: sync the source, detect its projects, run the language build with cached dependencies, build images with buildah, optionally push them, and record the build.')
+    .argument('[source]', 'a directory or an http(s) Git URL', '.')
+    .addOption(configOption())
+    .option('--ref <ref>', "branch, tag or commit of a Git URL source (default: the remote's HEAD)")
+    .option('--project <name>', 'only this project of a monorepo (repeatable)', collect)
+    .option('--affected', 'Nx workspaces: only the projects affected between --base and the commit built')
+    .option('--base <sha>', 'base commit for --affected')
+    .option('--registry <prefix>', 'image name prefix, e.g. 127.0.0.1:5000/team')
+    .option('--push', 'push every tag to the registry')
+    .option('--no-tls-verify', 'allow a plain-HTTP or self-signed registry')
+    .option('--build-arg <key=value>', 'passed to the image build (repeatable)', collect)
+    .option('--no-image', 'stop after the code build')
+    .option('--json', 'print the final BuildRecord as JSON on stdout; progress goes to stderr')
+    .option('-v, --verbose', "stream the build's output to the terminal")
+    .option('--work-dir <dir>', 'work directory (mirrors, caches, records, logs); OCI_BUILD_WORK_DIR')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ oci-build build                                  # the repository in the current directory
+  $ oci-build build ./fixtures/sample-go-repo --registry 127.0.0.1:5000/team --push --no-tls-verify
+  $ oci-build build https://github.com/acme/api.git --ref v1.4.0
+  $ oci-build build . --affected --base origin/main~1 --json > record.json
+
+Images are named after the repository (NAME, or NAME/PROJECT in a monorepo) and tagged
+sha-<commit> and with the branch. Exit codes: 0 built, 1 a phase failed, 2 bad usage or
+input, 3 a tool or service is unavailable.`,
+    )
+    .action(async (source: string, options) => {
+      const { buildCommand } = await import('./commands/build.js');
+      setExit(await buildCommand(source, options, io));
+    });
+
+  program
+    .command('status')
+    .summary('list builds, or show and follow one')
+    .description('List recent builds, or show one build with its phases, images and log. Reads the local work directory, or a server with --server.')
+    .argument('[id]', 'a build id')
+    .addOption(configOption())
+    .option('--server <url>', 'read from an oci-build server (http://host:port) instead of the local work directory')
+    .addOption(new Option('--token <token>', 'API token for --server').env('OCI_BUILD_API_TOKEN'))
+    .option('--limit <n>', 'how many builds to list', positiveInt('--limit'), 20)
+    .option('--repo <owner/name>', 'only builds of this repository')
+    .option('--branch <name>', 'only builds of this branch')
+    .option('--status <status>', 'only builds with this status (queued, running, succeeded, failed, cancelled)')
+    .option('--follow', "follow the build's log until it ends")
+    .option('--workers', 'list the live workers and their running jobs (needs NATS)')
+    .option('--json', 'print JSON')
+    .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ oci-build status                                 # recent local builds
+  $ oci-build status 20261129-080102-ab12cd          # one build: phases, images, log path
+  $ oci-build status --server http://ci:8080 --token $TOKEN --repo acme/api
+  $ oci-build status ID --server http://ci:8080 --follow`,
+    )
+    .action(async (id: string | undefined, options) => {
+      const { statusCommand } = await import('./commands/status.js');
+      setExit(await statusCommand(id, options, io));
+    });
+
+  const cache = program.command('cache').summary('show or clean the dependency caches').description('Dependency caches (Go, Maven, NuGet, npm, Nx) under <workDir>/cache.');
+  cache
+    .command('size')
+    .description('size of each cache, per language')
+    .addOption(configOption())
+    .option('--json', 'print JSON')
+    .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
+    .action(async (options) => {
+      const { cacheSizeCommand } = await import('./commands/cache.js');
+      setExit(await cacheSizeCommand(options, io));
+    });
+  cache
+    .command('clean')
+    .description('remove cache entries not used for a while (never anything outside the cache)')
+    .addOption(configOption())
+    .option('--older-than <duration>', 'only entries not used (read or written) for this long, e.g. 7d, 12h', '7d')
+    .option('--json', 'print JSON')
+    .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
+    .action(async (options) => {
+      const { cacheCleanCommand } = await import('./commands/cache.js');
+      setExit(await cacheCleanCommand(options, io));
+    });
+
+  program
+    .command('doctor')
+    .summary('check buildah, git, toolchains, storage, NATS and the registry')
+    .description('Check what oci-build needs on this machine, one line per check, each with the fix.')
+    .addOption(configOption())
+    .option('--json', 'print JSON')
+    .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
+    .action(async (options) => {
+      const { doctorCommand } = await import('./commands/doctor.js');
+      setExit(await doctorCommand(options, io));
+    });
+
+  program
+    .command('serve')
+    .summary('receive GitHub webhooks, queue builds on NATS, answer the status API')
+    .description('Receive GitHub push webhooks (HMAC-SHA256 checked), queue build jobs on NATS JetStream, and answer the authenticated status API. Needs server.webhookSecret (OCI_BUILD_SERVER_WEBHOOK_SECRET).')
+    .addOption(configOption())
+    .option('--host <host>', 'address to listen on; OCI_BUILD_SERVER_HOST')
+    .option('--port <port>', 'port to listen on; OCI_BUILD_SERVER_PORT', positiveInt('--port'))
+    .action(async (options) => {
+      const { serveCommand } = await import('./commands/serve.js');
+      setExit(await serveCommand(options, io));
+    });
+
+  program
+    .command('worker')
+    .summary('pull build jobs from NATS JetStream and run them')
+    .description('A build worker: pulls jobs from NATS JetStream, runs the pipeline, records status and logs. Run as many as needed. SIGTERM drains (running builds finish); a second signal cancels.')
+    .addOption(configOption())
+    .option('--concurrency <n>', 'builds at once; OCI_BUILD_WORKER_CONCURRENCY', positiveInt('--concurrency'))
+    .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
+    .action(async (options) => {
+      const { workerCommand } = await import('./commands/worker.js');
+      setExit(await workerCommand(options, io));
+    });
+
+  return program;
+}
+
+/** Runs the CLI with the given arguments (without `node` and the script) and returns the exit code. */
+export async function main(argv: string[], io: CliIO): Promise<ExitCodeValue> {
+  let exitCode: ExitCodeValue = ExitCode.Success;
+  const program = createProgram(io, (code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end with a CommanderError too, with exit code 0.
+      return err.exitCode === 0 ? ExitCode.Success : ExitCode.Usage;
+    }
+    return reportError(err, io);
+  }
+}
+
+/** Prints an error for a human: the message, the hint; a stack trace only for our own bugs. */
+export function reportError(err: unknown, io: CliIO): ExitCodeValue {
+  if (isOciBuildError(err)) {
+    io.stderr.write(`error: ${err.message}\n`);
+    if (err.hint) io.stderr.write(`hint: ${err.hint}\n`);
+    return err.exitCode;
+  }
+  io.stderr.write(`internal error (please report it): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return ExitCode.BuildFailed;
+}

@@ -1,0 +1,70 @@
+// The composition root: real adapters built from the configuration. The CLI's `build` and the
+// worker get the same pipeline adapters; only the store, the logs and the reporter differ.
+
+import { join } from 'node:path';
+import type { Config } from './config/config.js';
+import type { CodeBuilder, ImageBuilder, ProjectDetector, SourceProvider } from './core/ports.js';
+import { runCommand, type CommandRunner } from './exec/run-command.js';
+import { CacheService } from './cache/cache-service.js';
+import { createSourceProvider } from './git/source-provider.js';
+import { createProjectDetector } from './detect/detect-projects.js';
+import { createNxDetector } from './detect/nx-detector.js';
+import { createCodeBuilder } from './build/code-builder.js';
+import { createNxBuilder } from './build/nx-builder.js';
+import { createBuildahImageBuilder, type BuildahOptions } from './image/buildah.js';
+import { FileBuildStore } from './store/file-build-store.js';
+import { FileLogStore } from './store/file-log-store.js';
+
+export interface PipelineAdapters {
+  source: SourceProvider;
+  detector: ProjectDetector;
+  builder: CodeBuilder;
+  images: ImageBuilder;
+  cache: CacheService;
+}
+
+/** Where things live under the work directory. */
+export function workPaths(workDir: string) {
+  return {
+    cache: join(workDir, 'cache'),
+    builds: join(workDir, 'builds'),
+    logs: join(workDir, 'logs'),
+  };
+}
+
+export function buildahOptions(config: Config): BuildahOptions {
+  return {
+    storageDriver: config.image.storageDriver,
+    isolation: config.image.isolation,
+    tlsVerify: config.image.tlsVerify,
+    ...(config.image.root ? { root: config.image.root } : {}),
+    ...(config.image.runRoot ? { runRoot: config.image.runRoot } : {}),
+    ...(config.image.authFile ? { authFile: config.image.authFile } : {}),
+  };
+}
+
+export function createCacheService(config: Config): CacheService {
+  return new CacheService(workPaths(config.workDir).cache, config.build.mavenOffline !== undefined ? { mavenOffline: config.build.mavenOffline } : {});
+}
+
+/** The adapters of the pipeline's phases, from the configuration. */
+export function createPipelineAdapters(config: Config, run: CommandRunner = runCommand): PipelineAdapters {
+  const cache = createCacheService(config);
+  const killGraceMs = config.build.killGraceMs;
+  return {
+    cache,
+    source: createSourceProvider({ workDir: config.workDir, git: config.git }),
+    detector: createProjectDetector({
+      overrides: config.build.projects,
+      nx: createNxDetector({ run, cache, killGraceMs }),
+    }),
+    builder: createCodeBuilder({ run, cache, killGraceMs, nx: createNxBuilder({ run, cache, killGraceMs }) }),
+    images: createBuildahImageBuilder({ run, options: buildahOptions(config), killGraceMs }),
+  };
+}
+
+/** The local store of `oci-build build` and `oci-build status`. */
+export function createLocalStores(config: Config) {
+  const paths = workPaths(config.workDir);
+  return { store: new FileBuildStore(paths.builds), logs: new FileLogStore(paths.logs) };
+}
