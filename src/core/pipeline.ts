@@ -163,6 +163,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     const buildStarted = clock.now().toISOString();
     const t0 = performance.now();
     for (const project of selected) deps.reporter.phaseStarted('build', project.name);
+    log.write(`==> build ${selected.map((p) => p.name).join(', ')}`, 'system');
     let outcomes;
     try {
       throwIfAborted(signal);

@@ -1,0 +1,242 @@
+// Distributed mode end to end, as operators run it: `oci-build serve` and `oci-build worker` as
+// separate processes of the built CLI, a real nats-server, real Git over HTTP, real toolchains,
+// real buildah and a real registry. A signed GitHub push goes in; an image comes out.
+
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BuildRecord } from '../../src/core/types.js';
+import { signWebhookBody } from '../../src/server/webhook-signature.js';
+import { CLI, isolatedEnv, runCli } from '../helpers/cli.js';
+import { fixtureRepo, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
+import { startGitServer, type GitServer } from '../helpers/git-http-server.mjs';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { freePort, waitFor } from '../helpers/ports.js';
+import { startRegistry } from '../helpers/registry.js';
+
+const SECRET = 'e2e-webhook-secret';
+const TOKEN = 'e2e-api-token-0123456789';
+const PUSH = JSON.parse(readFileSync(join(import.meta.dirname, '../fixtures/github/push.json'), 'utf8')) as Record<string, unknown>;
+
+let sandbox: TempDir;
+let nats: NatsServer;
+let gitServer: GitServer;
+let registry: Awaited<ReturnType<typeof startRegistry>>;
+let serveUrl: string;
+let env: Record<string, string>;
+const daemons: ChildProcess[] = [];
+const repos: FixtureRepo[] = [];
+let javaRepo: FixtureRepo;
+
+function startDaemon(args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  (child as ChildProcess & { output: () => string }).output = () => output;
+  daemons.push(child);
+  return child;
+}
+
+async function api<T>(path: string): Promise<{ status: number; body: T }> {
+  const response = await fetch(`${serveUrl}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const text = await response.text();
+  return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+/** Sends a signed push of `repo` (served as acme/<name>) and returns the job id. */
+async function push(repo: FixtureRepo, name: string, before = '0'.repeat(40)): Promise<string> {
+  const payload = structuredClone(PUSH) as Record<string, any>;
+  payload.ref = 'refs/heads/main';
+  payload.before = before;
+  payload.after = repo.commit;
+  payload.repository.name = name;
+  payload.repository.full_name = `acme/${name}`;
+  payload.repository.clone_url = gitServer.url(`acme/${name}`);
+  payload.head_commit.id = repo.commit;
+  const body = JSON.stringify(payload);
+  const response = await fetch(`${serveUrl}/webhooks/github`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'x-github-event': 'push',
+      'x-github-delivery': randomUUID(),
+      'x-hub-signature-256': signWebhookBody(SECRET, body),
+    },
+    body,
+  });
+  expect(response.status).toBe(202);
+  const answer = (await response.json()) as { jobId: string; status: string };
+  expect(answer.status).toBe('queued');
+  return answer.jobId;
+}
+
+async function finished(id: string): Promise<BuildRecord> {
+  let record: BuildRecord | undefined;
+  await waitFor(
+    async () => {
+      const { status, body } = await api<BuildRecord>(`/builds/${id}`);
+      record = status === 200 ? body : undefined;
+      return record !== undefined && ['succeeded', 'failed', 'cancelled'].includes(record.status);
+    },
+    { timeoutMs: 170_000, intervalMs: 250, what: `build ${id} to finish` },
+  );
+  return record!;
+}
+
+async function served(name: string): Promise<FixtureRepo> {
+  const repo = await fixtureRepo(name);
+  repos.push(repo);
+  await gitServer.addRepo(`acme/${name}`, repo.dir);
+  return repo;
+}
+
+beforeAll(async () => {
+  sandbox = await tempDir('oci-build-dist-');
+  [nats, gitServer, registry] = await Promise.all([startNatsServer(), startGitServer(), startRegistry()]);
+  const port = await freePort();
+  serveUrl = `http://127.0.0.1:${port}`;
+  env = {
+    ...isolatedEnv(sandbox.path),
+    OCI_BUILD_NATS_URL: nats.url,
+    OCI_BUILD_SERVER_PORT: String(port),
+    OCI_BUILD_SERVER_WEBHOOK_SECRET: SECRET,
+    OCI_BUILD_SERVER_API_TOKENS: TOKEN,
+    OCI_BUILD_IMAGE_REGISTRY: `${registry.host}/ci`,
+    OCI_BUILD_IMAGE_PUSH: 'true',
+    OCI_BUILD_IMAGE_TLS_VERIFY: 'false',
+    OCI_BUILD_WORKER_CONCURRENCY: '2',
+    OCI_BUILD_WORKER_NAME: 'e2e-worker',
+  };
+  startDaemon(['serve']);
+  startDaemon(['worker']);
+  await waitFor(async () => (await fetch(`${serveUrl}/health`)).ok, { timeoutMs: 30_000, what: 'serve to answer /health' });
+});
+
+afterAll(async () => {
+  if (process.env.OCI_BUILD_E2E_DAEMON_LOG) {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(process.env.OCI_BUILD_E2E_DAEMON_LOG, daemons.map((d) => (d as ChildProcess & { output: () => string }).output()).join('\n----\n'));
+  }
+  for (const child of daemons) {
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }
+  await Promise.allSettled([nats?.stop(), gitServer?.dispose(), registry?.stop()]);
+  for (const repo of repos) await repo.cleanup();
+  await sandbox?.cleanup();
+});
+
+describe('webhook → worker → registry', () => {
+  it('builds a Go repository pushed to GitHub and pushes its image with both tags', async () => {
+    const repo = await served('sample-go-repo');
+    const id = await push(repo, 'sample-go-repo');
+    const record = await finished(id);
+    expect(record.status, JSON.stringify(record.error)).toBe('succeeded');
+    expect(record).toMatchObject({ trigger: 'webhook', worker: 'e2e-worker' });
+    expect(record.repository).toMatchObject({ fullName: 'acme/sample-go-repo', branch: 'main', commit: repo.commit });
+    expect(record.phases.map((p) => p.name)).toEqual(['source', 'detect', 'build', 'image', 'push']);
+    const image = record.images[0]!;
+    expect(image).toMatchObject({ repository: `${registry.host}/ci/sample-go-repo`, pushed: true });
+    const inspect = JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', `docker://${image.repository}:main`], { encoding: 'utf8' })) as { Digest: string; RepoTags: string[]; Labels: Record<string, string> };
+    expect(inspect.Digest).toBe(image.digest);
+    expect(inspect.RepoTags.sort()).toEqual(['main', `sha-${repo.commit.slice(0, 7)}`].sort());
+    expect(inspect.Labels['org.opencontainers.image.source']).toBe(gitServer.url('acme/sample-go-repo'));
+
+    // the log is kept and served
+    const log = await fetch(`${serveUrl}/builds/${id}/logs`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(log.status).toBe(200);
+    expect(await log.text()).toContain('==> build');
+  });
+
+  it('builds the Java and .NET repositories', async () => {
+    const [java, dotnet] = await Promise.all([served('sample-java-repo'), served('sample-dotnet-repo')]);
+    javaRepo = java;
+    const ids = await Promise.all([push(java, 'sample-java-repo'), push(dotnet, 'sample-dotnet-repo')]);
+    const records = await Promise.all(ids.map(finished));
+    for (const record of records) {
+      expect(record.status, JSON.stringify(record.error)).toBe('succeeded');
+      expect(record.images[0]?.pushed).toBe(true);
+    }
+    expect(records.map((r) => r.projects?.[0]?.language).sort()).toEqual(['dotnet', 'java']);
+  });
+
+  it('a second Maven build on the same worker reuses the dependency cache', async () => {
+    // The Maven repository is seeded once (marker written), then every build runs offline from it.
+    const marker = join(env.OCI_BUILD_WORK_DIR!, 'cache', 'maven', '.oci-build-seeded');
+    expect(existsSync(marker)).toBe(true);
+    const seededAt = statSync(marker).mtimeMs;
+    const commit = javaRepo.commitAll('second commit', '2026-01-02T00:00:00Z');
+    execFileSync('git', ['push', '-q', '--force', gitServer.repoPath('acme/sample-java-repo'), 'HEAD:main'], { cwd: javaRepo.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const id = await push({ ...javaRepo, commit }, 'sample-java-repo', javaRepo.commit);
+    const record = await finished(id);
+    expect(record.status, JSON.stringify(record.error)).toBe('succeeded');
+    expect(record.repository.commit).toBe(commit);
+    expect(statSync(marker).mtimeMs).toBe(seededAt);
+    const log = await (await fetch(`${serveUrl}/builds/${id}/logs`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    expect(log).toMatch(/BUILD SUCCESS/);
+    expect(log).not.toMatch(/Downloading from/);
+  });
+
+  it('a repository that does not compile ends failed in the build phase, once', async () => {
+    const repo = await served('broken-go-repo');
+    const id = await push(repo, 'broken-go-repo');
+    const record = await finished(id);
+    expect(record.status).toBe('failed');
+    expect(record.error).toMatchObject({ phase: 'build' });
+    expect(record.error?.message).toMatch(/undefined: /);
+    expect(record.images).toEqual([]);
+  });
+
+  it('a repository without a Dockerfile ends failed in the image phase, naming the paths', async () => {
+    const repo = await served('no-dockerfile-repo');
+    const id = await push(repo, 'no-dockerfile-repo');
+    const record = await finished(id);
+    expect(record.status).toBe('failed');
+    expect(record.error?.phase).toBe('image');
+    expect(record.error?.message).toMatch(/Dockerfile/);
+    expect(record.error?.message).toMatch(/Containerfile/);
+  });
+});
+
+describe('oci-build status against the server', () => {
+  it('lists, filters and shows builds, and lists the live worker', async () => {
+    const list = await runCli(['status', '--server', serveUrl, '--token', TOKEN, '--json', '--repo', 'acme/sample-go-repo'], { env });
+    expect(list.code, list.stderr).toBe(0);
+    const builds = (JSON.parse(list.stdout) as { builds: BuildRecord[] }).builds;
+    expect(builds.length).toBeGreaterThan(0);
+    expect(builds.every((b) => b.repository.fullName === 'acme/sample-go-repo')).toBe(true);
+
+    const one = await runCli(['status', builds[0]!.id, '--server', serveUrl, '--token', TOKEN], { env });
+    expect(one.code).toBe(0);
+    expect(one.stdout).toContain(builds[0]!.id);
+
+    const followed = await runCli(['status', builds[0]!.id, '--server', serveUrl, '--token', TOKEN, '--follow'], { env });
+    expect(followed.code).toBe(0);
+    expect(followed.stdout).toContain('==> succeeded');
+
+    const badToken = await runCli(['status', '--server', serveUrl, '--token', 'wrong-token-wrong-token'], { env });
+    expect(badToken.code).toBe(2);
+    expect(badToken.stderr).toMatch(/refused the API token/);
+
+    const unknown = await runCli(['status', 'gh-no-such-build', '--server', serveUrl, '--token', TOKEN], { env });
+    expect(unknown.code).toBe(2);
+
+    const workers = await runCli(['status', '--workers', '--json'], { env });
+    expect(workers.code, workers.stderr).toBe(0);
+    const live = (JSON.parse(workers.stdout) as { workers: Array<{ name: string; concurrency: number }> }).workers;
+    expect(live).toEqual([expect.objectContaining({ name: 'e2e-worker', concurrency: 2 })]);
+  });
+
+  it('/health reports NATS', async () => {
+    const health = await fetch(`${serveUrl}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok', nats: 'connected' });
+  });
+});
