@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const ORDER = ['local-overhead', 'git-sync', 'nx-affected', 'webhook-ingest', 'pickup-latency'];
 const available = readdirSync(here)
-  .filter((f) => f.endsWith('.mjs') && !['run.mjs', 'rss-probe.mjs', 'stats.mjs'].includes(f))
+  .filter((f) => f.endsWith('.mjs') && !['run.mjs', 'rss-probe.mjs', 'support.mjs'].includes(f))
   .map((f) => f.replace(/\.mjs$/, ''))
   .sort((a, b) => (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99));
 const wanted = process.argv.slice(2);

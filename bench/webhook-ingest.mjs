@@ -6,16 +6,14 @@
 // Targets: serve ≥ 0.8× the bare throughput, serve p99 ≤ 50 ms, no errors.
 // Tunables: BENCH_CONNECTIONS (32), BENCH_ROUNDS (8), BENCH_ROUND_MS (2000), BENCH_WARMUP_MS (2000).
 
-import { spawn } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer as netServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { median, percentile, ms } from './stats.mjs';
+import { median, percentile, ms, startNats } from './support.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SECRET = 'bench-webhook-secret';
@@ -112,43 +110,6 @@ function startReceiver(role, data) {
       }),
     );
   });
-}
-
-// ---------------------------------------------------------------- nats-server
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = netServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startNats() {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'oci-build-bench-nats-'));
-  const child = spawn('nats-server', ['-js', '-sd', dir, '-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const open = await new Promise((r) => {
-      const s = netConnect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), r(true)));
-      s.once('error', () => r(false));
-    });
-    if (open) break;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('nats-server did not start (apt-get install nats-server)');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    stop: async () => {
-      if (child.exitCode === null) await new Promise((r) => (child.once('exit', r), child.kill('SIGTERM')));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 // ---------------------------------------------------------------- load generator

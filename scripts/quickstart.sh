@@ -3,11 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-deps.sh
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "==> npm ci"
-  npm ci --no-audit --no-fund
-fi
+bash scripts/prepare.sh
 echo "==> npm run build"
 npm run --silent build
 echo "==> oci-build build fixtures/sample-go-repo"
