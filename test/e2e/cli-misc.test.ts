@@ -1,0 +1,106 @@
+// The smaller commands as a user runs them: --version, --help, cache size/clean, doctor.
+
+import { mkdirSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isolatedEnv, runCli } from '../helpers/cli.js';
+import { tempDir, type TempDir } from '../helpers/fixtures.js';
+
+let sandbox: TempDir;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  sandbox = await tempDir('oci-build-cli-');
+  env = isolatedEnv(sandbox.path);
+});
+afterAll(async () => {
+  await sandbox?.cleanup();
+});
+
+describe('oci-build', () => {
+  it('prints its version and teaches with --help', async () => {
+    const version = await runCli(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+
+    const help = await runCli(['build', '--help']);
+    expect(help.code).toBe(0);
+    for (const flag of ['--ref', '--project', '--affected', '--base', '--registry', '--push', '--no-tls-verify', '--build-arg', '--no-image', '--json']) {
+      expect(help.stdout).toContain(flag);
+    }
+    expect(help.stdout).toContain('Examples:');
+    expect(help.stdout).toContain('Exit codes');
+  });
+
+  it('an unknown command or flag is a usage error (exit 2)', async () => {
+    const unknown = await runCli(['bild']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command/);
+    const flag = await runCli(['build', '--frobnicate']);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toMatch(/unknown option/);
+  });
+});
+
+describe('oci-build cache', () => {
+  it('reports the size of each cache and cleans only old entries inside the cache', async () => {
+    const cache = join(env.OCI_BUILD_WORK_DIR!, 'cache');
+    const oldFile = join(cache, 'go-build', 'aa', 'old-entry');
+    const newFile = join(cache, 'npm', 'new-entry');
+    const outside = join(sandbox.path, 'outside.txt');
+    mkdirSync(join(cache, 'go-build', 'aa'), { recursive: true });
+    mkdirSync(join(cache, 'npm'), { recursive: true });
+    writeFileSync(oldFile, 'x'.repeat(4096));
+    writeFileSync(newFile, 'y'.repeat(1024));
+    writeFileSync(outside, 'keep me');
+    const tenDaysAgo = new Date(Date.now() - 10 * 86_400_000);
+    for (const file of [oldFile, outside]) utimesSync(file, tenDaysAgo, tenDaysAgo);
+
+    const size = await runCli(['cache', 'size', '--json'], { env });
+    expect(size.code, size.stderr).toBe(0);
+    const report = JSON.parse(size.stdout) as { caches: Array<{ kind: string; bytes: number }>; totalBytes: number };
+    expect(report.caches.find((c) => c.kind === 'go-build')?.bytes).toBe(4096);
+    expect(report.caches.find((c) => c.kind === 'npm')?.bytes).toBe(1024);
+    expect(report.totalBytes).toBeGreaterThanOrEqual(5120);
+
+    const table = await runCli(['cache', 'size'], { env });
+    expect(table.stdout).toMatch(/go-build\s+4(\.0)? KiB/);
+
+    const clean = await runCli(['cache', 'clean', '--older-than', '7d', '--json'], { env });
+    expect(clean.code, clean.stderr).toBe(0);
+    expect(JSON.parse(clean.stdout)).toMatchObject({ removedFiles: 1, removedBytes: 4096 });
+    expect(existsSync(oldFile)).toBe(false);
+    expect(existsSync(newFile)).toBe(true);
+    expect(existsSync(outside)).toBe(true);
+
+    const bad = await runCli(['cache', 'clean', '--older-than', 'a week'], { env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/Invalid duration/);
+  });
+});
+
+describe('oci-build doctor', () => {
+  it('checks buildah, the toolchains, the work directory and NATS, one line each with a fix', async () => {
+    const result = await runCli(['doctor', '--json'], { env: { ...env, OCI_BUILD_NATS_URL: 'nats://127.0.0.1:1' } });
+    expect(result.code, result.stderr).toBe(0);
+    const checks = (JSON.parse(result.stdout) as { checks: Array<{ name: string; ok: boolean; required: boolean; fix?: string }> }).checks;
+    const byName = Object.fromEntries(checks.map((c) => [c.name.split(' ')[0], c]));
+    for (const name of ['buildah', 'git', 'go', 'mvn', 'dotnet', 'workDir']) expect(byName[name]?.ok, name).toBe(true);
+    // NATS is optional for local builds: reported with its fix, not a failure.
+    expect(byName['nats']).toMatchObject({ ok: false, required: false });
+    expect(byName['nats']?.fix).toMatch(/nats-server -js/);
+
+    const plain = await runCli(['doctor'], { env: { ...env, OCI_BUILD_NATS_URL: 'nats://127.0.0.1:1' } });
+    expect(plain.stdout.split('\n').filter((l) => /^(ok|warn|FAIL)/.test(l)).length).toBe(checks.length);
+    expect(plain.stdout).toContain('fix: Start NATS');
+  });
+
+  it('a registry that does not answer fails the check with exit 3', async () => {
+    const result = await runCli(['doctor', '--json'], { env: { ...env, OCI_BUILD_IMAGE_REGISTRY: '127.0.0.1:1/team' } });
+    expect(result.code).toBe(3);
+    const checks = (JSON.parse(result.stdout) as { checks: Array<{ name: string; ok: boolean; fix?: string }> }).checks;
+    const registry = checks.find((c) => c.name.startsWith('registry'));
+    expect(registry).toMatchObject({ ok: false });
+    expect(registry?.fix).toBeTruthy();
+  });
+});
