@@ -9,6 +9,7 @@ import type { BuildRecord } from '../../src/core/types.js';
 import { isolatedEnv, runCli } from '../helpers/cli.js';
 import { fixtureRepo, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
 import { startRegistry } from '../helpers/registry.js';
+import { hasTool } from '../helpers/toolchains.js';
 
 let sandbox: TempDir;
 let env: Record<string, string>;
@@ -243,7 +244,7 @@ describe('oci-build build (Java and .NET)', () => {
     expect(record.projects?.[0]?.language).toBe('java');
   });
 
-  it('builds the .NET fixture into an image', async () => {
+  it.skipIf(!hasTool('dotnet'))('builds the .NET fixture into an image', async () => {
     const dotnet = await repo('sample-dotnet-repo');
     const result = await runCli(['build', dotnet.dir, '--json'], { env });
     expect(result.code, result.stderr + result.stdout).toBe(0);

@@ -15,6 +15,7 @@ import { startGitServer, type GitServer } from '../helpers/git-http-server.mjs';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { startRegistry } from '../helpers/registry.js';
+import { hasTool } from '../helpers/toolchains.js';
 
 const SECRET = 'e2e-webhook-secret';
 const TOKEN = 'e2e-api-token-0123456789';
@@ -155,16 +156,20 @@ describe('webhook → worker → registry', () => {
     expect(await log.text()).toContain('==> build');
   });
 
-  it('builds the Java and .NET repositories', async () => {
-    const [java, dotnet] = await Promise.all([served('sample-java-repo'), served('sample-dotnet-repo')]);
-    javaRepo = java;
-    const ids = await Promise.all([push(java, 'sample-java-repo'), push(dotnet, 'sample-dotnet-repo')]);
-    const records = await Promise.all(ids.map(finished));
-    for (const record of records) {
-      expect(record.status, JSON.stringify(record.error)).toBe('succeeded');
-      expect(record.images[0]?.pushed).toBe(true);
-    }
-    expect(records.map((r) => r.projects?.[0]?.language).sort()).toEqual(['dotnet', 'java']);
+  it('builds the Java repository', async () => {
+    javaRepo = await served('sample-java-repo');
+    const record = await finished(await push(javaRepo, 'sample-java-repo'));
+    expect(record.status, JSON.stringify(record.error)).toBe('succeeded');
+    expect(record.images[0]?.pushed).toBe(true);
+    expect(record.projects?.[0]?.language).toBe('java');
+  });
+
+  it.skipIf(!hasTool('dotnet'))('builds the .NET repository', async () => {
+    const dotnet = await served('sample-dotnet-repo');
+    const record = await finished(await push(dotnet, 'sample-dotnet-repo'));
+    expect(record.status, JSON.stringify(record.error)).toBe('succeeded');
+    expect(record.images[0]?.pushed).toBe(true);
+    expect(record.projects?.[0]?.language).toBe('dotnet');
   });
 
   it('a second Maven build on the same worker reuses the dependency cache', async () => {
