@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
-import { createLogger } from '../../src/server/logger.js';
+import { accessLogger, createLogger } from '../../src/server/logger.js';
 
 function capture() {
   const lines: string[] = [];
@@ -40,5 +40,18 @@ describe('daemon logger', () => {
     expect(text).toContain('application/json');
     expect(text).toContain('nats://127.0.0.1:4222');
     expect(text).toContain('[redacted]');
+  });
+
+  it('the access logger writes to the same destination with the same fields and still redacts top-level secret keys', () => {
+    const { logger, lines } = capture();
+    const access = accessLogger(logger);
+    access.info({ method: 'POST', path: '/webhooks/github', status: 202, durationMs: 1.5, authorization: 'Bearer top-level-token' }, 'request');
+    const line = JSON.parse(lines[0]!) as Record<string, unknown>;
+    expect(line).toMatchObject({ level: 'info', name: 'test', method: 'POST', path: '/webhooks/github', status: 202, durationMs: 1.5, msg: 'request' });
+    expect(line.authorization).toBe('[redacted]');
+    expect(lines[0]).not.toContain('top-level-token');
+    // The parent keeps its full redaction (nested keys too).
+    logger.info({ headers: { authorization: 'Bearer nested-token' } });
+    expect(lines[1]).not.toContain('nested-token');
   });
 });
