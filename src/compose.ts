@@ -8,9 +8,8 @@ import { runCommand, type CommandRunner } from './exec/run-command.js';
 import { CacheService } from './cache/cache-service.js';
 import { createSourceProvider } from './git/source-provider.js';
 import { createProjectDetector } from './detect/detect-projects.js';
-import { createNxDetector } from './detect/nx-detector.js';
 import { createCodeBuilder } from './build/code-builder.js';
-import { createNxBuilder } from './build/nx-builder.js';
+import type { NxDeps } from './build/nx-cli.js';
 import { createBuildahImageBuilder, type BuildahOptions } from './image/buildah.js';
 import { FileBuildStore } from './store/file-build-store.js';
 import { FileLogStore } from './store/file-log-store.js';
@@ -47,6 +46,30 @@ export function createCacheService(config: Config): CacheService {
   return new CacheService(workPaths(config.workDir).cache, config.build.mavenOffline !== undefined ? { mavenOffline: config.build.mavenOffline } : {});
 }
 
+/**
+ * The Nx detector and builder, loaded the first time a workspace with nx.json needs them: their
+ * modules are of no use to every other build, which should not pay for loading them.
+ */
+function lazyNxDetector(deps: NxDeps): ProjectDetector {
+  let nx: Promise<ProjectDetector> | undefined;
+  return {
+    async detect(dir, options, ctx) {
+      nx ??= import('./detect/nx-detector.js').then((m) => m.createNxDetector(deps));
+      return (await nx).detect(dir, options, ctx);
+    },
+  };
+}
+
+function lazyNxBuilder(deps: NxDeps): CodeBuilder {
+  let nx: Promise<CodeBuilder> | undefined;
+  return {
+    async build(workspace, ctx) {
+      nx ??= import('./build/nx-builder.js').then((m) => m.createNxBuilder(deps));
+      return (await nx).build(workspace, ctx);
+    },
+  };
+}
+
 /** The adapters of the pipeline's phases, from the configuration. */
 export function createPipelineAdapters(config: Config, run: CommandRunner = runCommand): PipelineAdapters {
   const cache = createCacheService(config);
@@ -56,9 +79,9 @@ export function createPipelineAdapters(config: Config, run: CommandRunner = runC
     source: createSourceProvider({ workDir: config.workDir, git: config.git }),
     detector: createProjectDetector({
       overrides: config.build.projects,
-      nx: createNxDetector({ run, cache, killGraceMs }),
+      nx: lazyNxDetector({ run, cache, killGraceMs }),
     }),
-    builder: createCodeBuilder({ run, cache, killGraceMs, nx: createNxBuilder({ run, cache, killGraceMs }) }),
+    builder: createCodeBuilder({ run, cache, killGraceMs, nx: lazyNxBuilder({ run, cache, killGraceMs }) }),
     images: createBuildahImageBuilder({ run, options: buildahOptions(config), killGraceMs }),
   };
 }

@@ -6,6 +6,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
+import { configValidator, type ConfigValidator } from './config-validator.js';
 import { parseDuration } from './duration.js';
 
 export type StorageDriver = 'auto' | 'vfs' | 'overlay';
@@ -150,7 +151,7 @@ export interface ConfigSources {
   cwd?: string;
 }
 
-let validator: ((data: unknown) => boolean) & { errors?: Array<{ instancePath: string; message?: string; params: Record<string, unknown>; keyword: string }> | null };
+let validator: ConfigValidator | undefined;
 
 async function parseYaml(text: string): Promise<unknown> {
   const { parse } = await import('yaml');
@@ -261,11 +262,9 @@ function sourceOf(path: string, origin: Map<string, string>): string | undefined
 }
 
 function validate(data: Record<string, unknown>, origin: Map<string, string>, issues: ConfigIssue[]): void {
-  if (!validator) {
-    // ajv is loaded on first use only: `--version` and `--help` never pay for it.
-    const Ajv = require('ajv').default as new (opts: object) => { compile(schema: object): typeof validator };
-    validator = new Ajv({ allErrors: true, strict: false }).compile(CONFIG_SCHEMA);
-  }
+  // Precompiled unless the schema changed since (config-validator.ts); `--version` and `--help`
+  // never load this module at all.
+  validator ??= configValidator(CONFIG_SCHEMA);
   if (validator(data)) return;
   for (const error of validator.errors ?? []) {
     let path = error.instancePath.replace(/^\//, '').replace(/\//g, '.');

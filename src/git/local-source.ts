@@ -3,7 +3,7 @@
 
 import * as fs from 'node:fs';
 import { basename, relative, resolve } from 'node:path';
-import git from 'isomorphic-git';
+import git from './isomorphic-git.js';
 import { InputError } from '../core/errors.js';
 import type { PhaseContext, SourceCheckout } from '../core/ports.js';
 import type { BuildJob, RepositoryInfo } from '../core/types.js';

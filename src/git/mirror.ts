@@ -6,7 +6,8 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import git, { type AuthCallback, type HttpClient } from 'isomorphic-git';
+import type { AuthCallback, HttpClient } from 'isomorphic-git';
+import git from './isomorphic-git.js';
 import type { Clock } from '../core/ports.js';
 import { indexAndStorePack, PackReader } from './pack-index.js';
 import { interceptPacks } from './pack-intercept.js';

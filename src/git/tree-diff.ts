@@ -1,7 +1,7 @@
 // Files changed between two commits: a walk of the two trees, skipping identical subtrees by oid.
 
 import type * as nodeFs from 'node:fs';
-import git from 'isomorphic-git';
+import git from './isomorphic-git.js';
 
 export interface RepoHandle {
   fs: typeof nodeFs;

@@ -5,7 +5,7 @@
 
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import git from 'isomorphic-git';
+import git from './isomorphic-git.js';
 import { InputError } from '../core/errors.js';
 import { PackReader } from './pack-index.js';
 

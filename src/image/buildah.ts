@@ -11,9 +11,18 @@ import { installHint, type CommandRunner } from '../exec/run-command.js';
 import { budArgs, imagesArgs, infoArgs, pushArgs, type ResolvedStorage } from './buildah-args.js';
 import { classifyBuildahFailure, hasRegistryHost, type FailureContext } from './buildah-errors.js';
 import { resolveStorageWith, systemStorageProbe, type StorageProbe } from './buildah-storage.js';
+import type { RegistryCheck } from './registry-check.js';
 
-export { checkRegistry } from './registry-check.js';
 export { RegistryAuthError, ImagePushError } from './buildah-errors.js';
+
+/**
+ * `oci-build doctor`'s registry check, loaded when called: it needs node:https (TLS), ~15 ms of
+ * loading that a build, which never calls it, should not pay.
+ */
+export async function checkRegistry(registry: string, tlsVerify: boolean, options: { timeoutMs?: number } = {}): Promise<RegistryCheck> {
+  const { checkRegistry: check } = await import('./registry-check.js');
+  return check(registry, tlsVerify, options);
+}
 
 /** Config['image'] as buildah needs it. */
 export interface BuildahOptions {
@@ -58,6 +67,26 @@ function tailingSink(log: LogSink, size: number): { sink: LogSink; lines: string
   };
 }
 
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/**
+ * The image's manifest digest as containers/storage recorded it (`<root>/<driver>-images/images.json`,
+ * the very field `buildah images --digests` prints), read directly: a `buildah images` process cost
+ * 50-100 ms after every build. Undefined when the store's root is buildah's own choice (it may come
+ * from storage.conf) or the file does not say; the caller then asks `buildah images`.
+ */
+async function storedDigest(store: ResolvedStorage, imageId: string): Promise<string | undefined> {
+  if (!store.root) return undefined;
+  try {
+    const images = JSON.parse(await readFile(join(store.root, `${store.driver}-images`, 'images.json'), 'utf8')) as unknown;
+    if (!Array.isArray(images)) return undefined;
+    const image = (images as Array<{ id?: unknown; digest?: unknown }>).find((i) => i.id === imageId);
+    return typeof image?.digest === 'string' && DIGEST.test(image.digest) ? image.digest : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function withTempDir<T>(body: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'oci-build-buildah-'));
   try {
@@ -93,6 +122,8 @@ export function createBuildahImageBuilder(deps: {
       : err;
 
   async function localDigest(store: ResolvedStorage, imageId: string, ctx: PhaseContext): Promise<string | undefined> {
+    const stored = await storedDigest(store, imageId);
+    if (stored) return stored;
     const result = await run('buildah', imagesArgs(store, imageId), { signal: ctx.signal, killGraceMs: deps.killGraceMs, displayName: 'buildah images' });
     try {
       const images = JSON.parse(result.stdout) as Array<{ id?: string; digest?: string }>;

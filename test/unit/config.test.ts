@@ -4,6 +4,9 @@ import fc from 'fast-check';
 import { ConfigError } from '../../src/core/errors.js';
 import { DEFAULTS, configLeaves, envName, loadConfig, parseConfig } from '../../src/config/config.js';
 import { parseDuration } from '../../src/config/duration.js';
+import { schemaSha256 } from '../../src/config/config-validator.js';
+import { SCHEMA_SHA256 } from '../../src/config/config-schema-validator.generated.js';
+import { CONFIG_SCHEMA } from '../../src/config/config.js';
 import { REPO_ROOT } from '../helpers/fixtures.js';
 
 const home = '/home/tester';
@@ -104,6 +107,12 @@ describe('configuration', () => {
         expect(config.server.port).toBe(flagPort ?? envPort ?? filePort ?? DEFAULTS.server.port);
       }),
     );
+  });
+});
+
+describe('the precompiled validator', () => {
+  it('was generated from the schema shipped now (regenerate it after editing the schema)', () => {
+    expect(SCHEMA_SHA256).toBe(schemaSha256(CONFIG_SCHEMA));
   });
 });
 
