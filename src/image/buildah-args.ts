@@ -1,6 +1,8 @@
 // The argument arrays of the buildah commands oci-build runs. Pure: no I/O, so the unit tests can
 // pin every flag. Nothing here is ever joined into a shell string.
 
+import type { ImageSpec } from '../core/ports.js';
+
 /** Storage as buildah sees it, after `auto` has been resolved (see buildah-storage.ts). */
 export interface ResolvedStorage {
   root?: string;
@@ -21,16 +23,8 @@ export function globalArgs(storage: ResolvedStorage): string[] {
   return args;
 }
 
-export interface BudArgsInput {
+export interface BudArgsInput extends Pick<ImageSpec, 'contextDir' | 'dockerfile' | 'repository' | 'tags' | 'labels' | 'buildArgs' | 'timestamp'> {
   storage: ResolvedStorage;
-  contextDir: string;
-  dockerfile: string;
-  repository: string;
-  tags: string[];
-  labels: Record<string, string>;
-  buildArgs: Record<string, string>;
-  /** Seconds since the epoch. */
-  timestamp: number;
   /** Where buildah writes the new image's ID. */
   iidFile: string;
   /** For pulling base images from the registry. */
