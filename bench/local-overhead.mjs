@@ -24,7 +24,8 @@ export async function run() {
   const temp = mkdtempSync(join(tmpdir(), 'oci-build-bench-'));
   try {
     const repo = join(temp, 'sample-go-repo');
-    cpSync(join(root, 'fixtures/sample-go-repo'), repo, { recursive: true });
+    // The fixture as committed: a dist/ left by an earlier build in this checkout is not part of it.
+    cpSync(join(root, 'fixtures/sample-go-repo'), repo, { recursive: true, filter: (src) => !/[\\/]dist$/.test(src) });
     const gitEnv = { ...process.env, GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@b', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@b', GIT_AUTHOR_DATE: '2026-01-01T00:00:00Z', GIT_COMMITTER_DATE: '2026-01-01T00:00:00Z' };
     for (const args of [['init', '-q', '-b', 'main'], ['add', '-A'], ['commit', '-q', '-m', 'bench']]) execFileSync('git', args, { cwd: repo, env: gitEnv });
     const commitTime = execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: repo, encoding: 'utf8' }).trim();

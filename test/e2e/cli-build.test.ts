@@ -123,6 +123,8 @@ describe('oci-build build (Go)', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('sample-go-repo');
     expect(result.stdout).toContain(`sha-${go.commit.slice(0, 7)}`);
+    // a second build of the same commit: its own output (dist/, ignored) does not make it dirty
+    expect(result.stdout).not.toContain('-dirty');
     // progress lines go to stderr, one per phase, plain in CI
     expect(result.stderr).toMatch(/source/);
     expect(result.stderr).toMatch(/image/);
