@@ -52,7 +52,8 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
     } catch {
       // An SSH or odd remote still names the repository: owner/name from its last two segments.
       cloneUrl = redactUrl(origin);
-      const segments = cloneUrl.replace(/\.git$/, '').split(/[/:]/).filter((s) => s.length > 0);
+      // `.` segments come from a clone of a local path (`git clone .` records `/path/.`).
+      const segments = cloneUrl.replace(/\.git$/, '').split(/[/:]/).filter((s) => s.length > 0 && s !== '.');
       if (segments.length >= 2) fullName = segments.slice(-2).join('/');
     }
   }
