@@ -2,6 +2,7 @@
 // base), and a sync after random commits, branch moves and force-pushes always checks out exactly
 // what `git archive` gives for the wanted commit.
 
+import { chmodSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -115,7 +116,9 @@ describe('git source: history on demand', () => {
                 }
               }
               if (o.files.some(([f]) => f === 'run.sh')) {
-                work.git(['update-index', '--chmod=+x', 'run.sh']);
+                // executable in the worktree too, or Git sees a local change that blocks the next switch
+                chmodSync(join(work.dir, 'run.sh'), 0o755);
+                work.git(['add', 'run.sh']);
                 work.git(['commit', '-q', '--allow-empty', '-m', 'exec']);
               }
               break;
