@@ -81,14 +81,19 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
   let checkout: SourceCheckout | undefined;
   let failure: OciBuildError | undefined;
 
-  const update = async () => {
+  // The record is written as it changes, without holding the build up (a file store fsyncs every
+  // write; the KV store makes a round trip). The final write is awaited.
+  const writer = new RecordWriter(async () => {
     await deps.store.put(record);
     await deps.reporter.recordUpdated?.(record);
-  };
+  });
+  const update = () => writer.schedule();
 
   /** Runs one phase (optionally for one project), recording its metric. */
   const phase = async <T>(name: PhaseName, project: string | undefined, fn: () => Promise<T>): Promise<T> => {
     throwIfAborted(signal);
+    // A record that cannot be stored (NATS gone, disk full) stops the build before its next phase.
+    writer.throwIfFailed();
     const metric: PhaseMetric = {
       name,
       status: 'running',
@@ -112,7 +117,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     } finally {
       metric.durationMs = Math.round(performance.now() - started);
       deps.reporter.phaseEnded(metric);
-      await update();
+      update();
     }
   };
 
@@ -123,7 +128,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
   };
 
   try {
-    await update();
+    update();
 
     // ---- source ----
     checkout = await phase('source', undefined, () => deps.source.checkout(job.source, job, ctx));
@@ -182,7 +187,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
         record.phases.push(metric);
         deps.reporter.phaseEnded(metric);
       }
-      await update();
+      update();
       throw new PhaseFailure(error);
     }
     let buildFailure: OciBuildError | undefined;
@@ -212,7 +217,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
         );
       }
     }
-    await update();
+    update();
     if (buildFailure) throw new PhaseFailure(buildFailure);
 
     // ---- image ----
@@ -301,9 +306,52 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     }
     log.write(`==> ${record.status}`, 'system');
     await log.close();
-    await update();
+    await writer.flush();
   }
   return failure ? { record, error: failure } : { record };
+}
+
+/**
+ * Writes a changing record in the background, one write at a time: a change made while a write is
+ * in flight is written after it (the latest state wins, intermediate ones may be skipped).
+ * flush() writes the final state and waits for it. The last write's failure is rethrown by flush()
+ * and by throwIfFailed() until a later write succeeds.
+ */
+export class RecordWriter {
+  private pending = false;
+  private running: Promise<void> | undefined;
+  private failure: { error: unknown } | undefined;
+
+  constructor(private readonly write: () => Promise<void>) {}
+
+  schedule(): void {
+    this.pending = true;
+    this.running ??= this.drain();
+  }
+
+  throwIfFailed(): void {
+    if (this.failure) throw this.failure.error;
+  }
+
+  async flush(): Promise<void> {
+    this.schedule();
+    await this.running;
+    this.throwIfFailed();
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending) {
+      this.pending = false;
+      try {
+        await this.write();
+        // A later state stored after a failed write: the record is whole again.
+        this.failure = undefined;
+      } catch (error) {
+        this.failure = { error };
+      }
+    }
+    this.running = undefined;
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runPipeline } from '../../src/core/pipeline.js';
+import { RecordWriter, runPipeline } from '../../src/core/pipeline.js';
 import { CommandFailedError, ServiceUnavailableError } from '../../src/core/errors.js';
 import type { BuildJob } from '../../src/core/types.js';
 import type { PipelineDeps } from '../../src/core/ports.js';
@@ -150,6 +150,58 @@ describe('runPipeline', () => {
     const asked = await runPipeline(job({ id: 'b2', projects: ['lib'] }), deps({ detector: fakeDetector(workspace) }).all);
     expect(asked.record.status).toBe('failed');
     expect(asked.record.error?.message).toContain('libs/lib/Dockerfile');
+  });
+});
+
+describe('record writes', () => {
+  it('one write at a time, the latest state last, and flush() waits for it', async () => {
+    let state = 0;
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const written: number[] = [];
+    const writer = new RecordWriter(async () => {
+      inFlight += 1;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      const snapshot = state;
+      await new Promise((r) => setTimeout(r, 5));
+      written.push(snapshot);
+      inFlight -= 1;
+    });
+    for (state = 1; state <= 5; state++) writer.schedule();
+    state = 6;
+    await writer.flush();
+    expect(maxInFlight).toBe(1);
+    expect(written.at(-1)).toBe(6);
+    // Changes made while a write was in flight were coalesced, not queued one by one.
+    expect(written.length).toBeLessThan(6);
+  });
+
+  it('a failed write is rethrown until a later one succeeds', async () => {
+    let fail = true;
+    const writer = new RecordWriter(async () => {
+      if (fail) throw new Error('store down');
+    });
+    writer.schedule();
+    await expect(writer.flush()).rejects.toThrow('store down');
+    expect(() => writer.throwIfFailed()).toThrow('store down');
+    fail = false;
+    await writer.flush();
+    expect(() => writer.throwIfFailed()).not.toThrow();
+  });
+
+  it('a store that fails while the build runs stops it before the next phase, and the final record is stored once it is back', async () => {
+    const d = deps();
+    const put = d.store.put.bind(d.store);
+    // Down while the build runs, back for its final record.
+    d.store.put = async (record) => {
+      if (record.status === 'running') throw new ServiceUnavailableError('store down');
+      await put(record);
+    };
+    const { record, error } = await runPipeline(job(), d.all);
+    expect(error?.message).toContain('store down');
+    expect(record.status).toBe('failed');
+    expect(record.phases.some((p) => p.name === 'image')).toBe(false);
+    expect((await d.store.get('b1'))?.status).toBe('failed');
   });
 });
 
