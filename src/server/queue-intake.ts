@@ -10,6 +10,7 @@ import type { BuildJob, BuildRecord } from '../core/types.js';
 import { publishJob, queueDepth } from '../queue/job-queue.js';
 import { KvBuildStore } from '../queue/kv-build-store.js';
 import { readLog } from '../queue/log-stream.js';
+import { SendBatch } from '../queue/send-batch.js';
 import { closeNats, connectNats, natsUnavailable, type NatsContext } from '../queue/nats.js';
 import type { IntakeHealth, JobIntake, RecordChange } from './job-intake.js';
 import type { Logger } from './logger.js';
@@ -19,6 +20,7 @@ const RECORD_KEY_PREFIX = 'build.';
 export class QueueIntake implements JobIntake {
   private readonly store: KvBuildStore;
   private connected = true;
+  private readonly batch = new SendBatch();
 
   constructor(
     readonly ctx: NatsContext,
@@ -48,7 +50,7 @@ export class QueueIntake implements JobIntake {
   }
 
   createQueued(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord }> {
-    return this.store.createIfAbsent(record);
+    return this.batch.run(() => this.store.createIfAbsent(record));
   }
 
   /**
@@ -122,3 +124,4 @@ export async function connectQueueIntake(config: Config['nats'], options: { logg
   const ctx = await connectNats(config, { name: options.name ?? 'oci-build-serve' });
   return new QueueIntake(ctx, options.logger);
 }
+
