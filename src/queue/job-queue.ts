@@ -79,7 +79,7 @@ export async function publishJob(ctx: NatsContext, job: BuildJob): Promise<{ dup
   const h = headers();
   h.set(JOB_ID_HEADER, job.id);
   try {
-    const ack = await ctx.js.publish(jobSubject(ctx.config, job), JSON.stringify(job), { msgID: job.deliveryId ?? job.id, headers: h });
+    const ack = await ctx.publisher.publish(jobSubject(ctx.config, job), JSON.stringify(job), { msgId: job.deliveryId ?? job.id, headers: h });
     return { duplicate: ack.duplicate, seq: ack.seq };
   } catch (err) {
     throw natsUnavailable(`Cannot queue build ${job.id} on stream ${ctx.config.stream}`, err, ctx.config);

@@ -3,10 +3,10 @@
 // replica answers the same.
 
 import type { KvEntry } from 'nats';
-import { describeError } from '../core/errors.js';
 import type { BuildListFilter, BuildStore } from '../core/ports.js';
 import { isFinalStatus, type BuildRecord } from '../core/types.js';
 import { buildKey } from './job-queue.js';
+import { JetStreamPublishError, WRONG_LAST_SEQUENCE } from './js-publisher.js';
 import { natsUnavailable, type NatsContext } from './nats.js';
 
 /** How many records list() reads at once. */
@@ -39,18 +39,29 @@ export class KvBuildStore implements BuildStore {
    */
   async createIfAbsent(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord }> {
     const key = buildKey(record.id);
+    const subject = `$KV.${this.ctx.config.statusBucket}.${key}`;
+    const data = JSON.stringify(record);
+    // The key's last revision we expect: 0 (never written), or a delete marker's.
+    let expected = 0;
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        await this.ctx.kv.create(key, JSON.stringify(record));
+        await this.ctx.publisher.publish(subject, data, { expectLastSubjectSequence: expected });
         return { created: true, record };
       } catch (err) {
-        if (!/wrong last sequence|key exists/i.test(describeError(err))) {
+        if (!(err instanceof JetStreamPublishError && err.errCode === WRONG_LAST_SEQUENCE)) {
           throw natsUnavailable(`Cannot store the record of build ${record.id}`, err, this.ctx.config);
         }
       }
-      const existing = await this.get(record.id);
-      // Deleted between our create and our get: try again.
+      let entry: KvEntry | null;
+      try {
+        entry = await this.ctx.kv.get(key);
+      } catch (err) {
+        throw natsUnavailable(`Cannot read the record of build ${record.id}`, err, this.ctx.config);
+      }
+      const existing = recordOf(entry);
       if (existing) return { created: false, record: existing };
+      // Deleted (a marker is the key's last revision), or changed again meanwhile: try again.
+      expected = entry?.revision ?? 0;
     }
     throw natsUnavailable(`Cannot store the record of build ${record.id}`, new Error('the key kept changing'), this.ctx.config);
   }

@@ -17,6 +17,7 @@ import {
   type StreamConfig,
 } from 'nats';
 import { ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
+import { JetStreamPublisher } from './js-publisher.js';
 import type { Config } from '../config/config.js';
 
 export interface NatsContext {
@@ -24,6 +25,8 @@ export interface NatsContext {
   js: JetStreamClient;
   jsm: JetStreamManager;
   kv: KV;
+  /** JetStream publishes of the webhook path (queued records, jobs); see js-publisher.ts. */
+  publisher: JetStreamPublisher;
   config: Config['nats'];
 }
 
@@ -93,7 +96,7 @@ export async function connectNats(config: Config['nats'], options: { name?: stri
     await ensureJobStream(jsm, config);
     await ensureLogStream(jsm, config);
     const kv = await js.views.kv(config.statusBucket, { storage: StorageType.File, history: 1 });
-    return { nc, js, jsm, kv, config };
+    return { nc, js, jsm, kv, publisher: new JetStreamPublisher(nc, 5_000), config };
   } catch (err) {
     await nc.close().catch(() => undefined);
     if (isOciBuildError(err)) throw err;
@@ -103,6 +106,7 @@ export async function connectNats(config: Config['nats'], options: { name?: stri
 
 /** Drains the connection (flushes buffered publishes) and closes it. */
 export async function closeNats(ctx: NatsContext): Promise<void> {
+  ctx.publisher.close();
   if (ctx.nc.isClosed()) return;
   try {
     await ctx.nc.drain();

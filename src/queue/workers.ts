@@ -55,6 +55,9 @@ export async function registerWorkerService(ctx: NatsContext, status: () => Work
         msg.respond(JSON.stringify(status()));
       },
     });
+    // A round trip to the server: once it answers, it holds the service's subscriptions, so a
+    // `status --workers` from any connection sees this worker as soon as this returns.
+    await ctx.nc.flush();
     return service;
   } catch (err) {
     throw natsUnavailable('Cannot register the worker with the NATS services API', err, ctx.config);

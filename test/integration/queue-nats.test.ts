@@ -10,6 +10,7 @@ import { getLatest, jobKey, jobSubject, newestJob, newestQueuedJob, publishJob, 
 import { KvBuildStore } from '../../src/queue/kv-build-store.js';
 import { JetStreamLogStore, readLog } from '../../src/queue/log-stream.js';
 import { listWorkers, registerWorkerService } from '../../src/queue/workers.js';
+import { JetStreamPublishError, JetStreamPublisher, WRONG_LAST_SEQUENCE } from '../../src/queue/js-publisher.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -174,6 +175,16 @@ describe('KvBuildStore', () => {
     expect((await store.get('c1'))?.status).toBe('running');
   });
 
+  it('createIfAbsent writes over a deleted record (a delete marker is the key\'s last revision)', async () => {
+    const store = new KvBuildStore(ctx);
+    expect((await store.createIfAbsent(record('c2'))).created).toBe(true);
+    await store.delete('c2');
+    expect(await store.get('c2')).toBeUndefined();
+    const again = await store.createIfAbsent(record('c2', { trigger: 'cli' }));
+    expect(again.created).toBe(true);
+    expect((await store.get('c2'))?.trigger).toBe('cli');
+  });
+
   it('watch yields the current record and each update, and ends at a final status', async () => {
     const store = new KvBuildStore(ctx);
     await store.put(record('w1', { status: 'queued' }));
@@ -253,5 +264,51 @@ describe('listWorkers', () => {
     } finally {
       await closeNats(other);
     }
+  });
+});
+
+describe('JetStreamPublisher', () => {
+  it('stores a message and answers its sequence; the same Nats-Msg-Id again is a duplicate of it', async () => {
+    const subject = `${DEFAULTS.nats.subject}.publisher-test`;
+    const first = await ctx.publisher.publish(subject, 'one', { msgId: 'pub-1' });
+    expect(first).toMatchObject({ stream: DEFAULTS.nats.stream, duplicate: false });
+    const again = await ctx.publisher.publish(subject, 'one', { msgId: 'pub-1' });
+    expect(again).toEqual({ stream: DEFAULTS.nats.stream, seq: first.seq, duplicate: true });
+    const stored = await ctx.jsm.streams.getMessage(DEFAULTS.nats.stream, { seq: first.seq });
+    expect(new TextDecoder().decode(stored.data)).toBe('one');
+    expect(stored.header.get('Nats-Msg-Id')).toBe('pub-1');
+  });
+
+  it('a failed expected-sequence check is the stream\'s error, with its code', async () => {
+    const subject = `$KV.${DEFAULTS.nats.statusBucket}.publisher-seq`;
+    await ctx.publisher.publish(subject, 'v1', { expectLastSubjectSequence: 0 });
+    const err = await ctx.publisher.publish(subject, 'v2', { expectLastSubjectSequence: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(JetStreamPublishError);
+    expect((err as JetStreamPublishError).errCode).toBe(WRONG_LAST_SEQUENCE);
+  });
+
+  it('a subject no stream holds fails at once (no responders); one nobody acknowledges times out', async () => {
+    const t0 = Date.now();
+    await expect(ctx.publisher.publish('nobody.listens.here', 'x')).rejects.toThrow(/no responders/);
+    expect(Date.now() - t0).toBeLessThan(1_000);
+
+    const silent = ctx.nc.subscribe('silent.subject');
+    const publisher = new JetStreamPublisher(ctx.nc, 200);
+    try {
+      await expect(publisher.publish('silent.subject', 'x')).rejects.toThrow(/no acknowledgement within 200 ms/);
+    } finally {
+      publisher.close();
+      silent.unsubscribe();
+    }
+  });
+
+  it('close() fails what is still waiting, and later publishes', async () => {
+    const silent = ctx.nc.subscribe('silent.close');
+    const publisher = new JetStreamPublisher(ctx.nc, 60_000);
+    const waiting = publisher.publish('silent.close', 'x');
+    publisher.close();
+    await expect(waiting).rejects.toThrow(/closing/);
+    await expect(publisher.publish('silent.close', 'y')).rejects.toThrow(/closed/);
+    silent.unsubscribe();
   });
 });
