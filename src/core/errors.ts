@@ -127,12 +127,16 @@ export class CancelledError extends OciBuildError {
   override readonly exitCode = ExitCode.BuildFailed;
 }
 
-/** A Git remote refused the credentials or does not have what was asked. Never retried. */
+/**
+ * A Git remote that answered does not have what was asked (a ref, a default branch, the
+ * repository itself). The input is what is wrong, so exit 2; never retried.
+ */
 export class GitRefNotFoundError extends OciBuildError {
   override readonly code = 'E_REF_NOT_FOUND';
-  override readonly exitCode = ExitCode.Unavailable;
+  override readonly exitCode = ExitCode.Usage;
 }
 
+/** A Git remote refused the credentials. Never retried. */
 export class GitAuthError extends OciBuildError {
   override readonly code = 'E_GIT_AUTH';
   override readonly exitCode = ExitCode.Unavailable;

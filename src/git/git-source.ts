@@ -157,10 +157,10 @@ export async function checkoutRemote(
         });
       }
       if (!wanted) {
-        throw new GitRefNotFoundError(
-          source.ref ? `The Git remote ${url} has no branch, tag or commit ${JSON.stringify(source.ref)}` : `The Git remote ${url} has no default branch (is the repository empty?)`,
-          { hint: source.ref ? 'Check --ref: a branch, a tag, or a commit SHA reachable from one of them.' : 'Push a commit to the repository, or give --ref.' },
-        );
+        if (source.ref === undefined) throw await noDefaultBranch(mirror, url);
+        throw new GitRefNotFoundError(`The Git remote ${url} has no branch, tag or commit ${JSON.stringify(source.ref)}`, {
+          hint: 'Check --ref: a branch, a tag, or a commit SHA reachable from one of them.',
+        });
       }
       return { wanted, warning: undefined };
     },
@@ -230,6 +230,40 @@ export async function checkoutRemote(
       await pool.give(worktreeDir, manifest);
     },
   };
+}
+
+/** How many branch or tag names an error lists before "and N more". */
+const LISTED_REFS = 10;
+/** Preferred as the `--ref` example, in this order, when the remote has one of them. */
+const USUAL_DEFAULT_BRANCHES = ['main', 'master', 'trunk', 'develop'];
+
+/**
+ * The remote answered, but its HEAD gives nothing to build: it is empty, or HEAD names a branch
+ * the remote does not have. Says which, and what the remote does have to give as --ref instead.
+ */
+async function noDefaultBranch(mirror: Mirror, url: string): Promise<GitRefNotFoundError> {
+  const state = await mirror.state();
+  // An empty remote leaves the mirror's branches as they were (nothing is pruned): don't list them.
+  const branches = state?.empty ? [] : await mirror.branches();
+  const tags = state?.empty ? [] : await mirror.tags();
+  if (branches.length === 0 && tags.length === 0) {
+    return new GitRefNotFoundError(`The Git remote ${url} is empty: it has no commits yet`, {
+      hint: 'Push a commit to one of its branches (the one its HEAD names, usually main), then build again.',
+      details: { remote: url },
+    });
+  }
+  const why = state?.headMissing ? 'its HEAD names a branch that does not exist' : 'its HEAD does not point to any of its branches';
+  const list = (names: string[]) =>
+    names.slice(0, LISTED_REFS).join(', ') + (names.length > LISTED_REFS ? ` and ${names.length - LISTED_REFS} more` : '');
+  const kind = branches.length > 0 ? 'BRANCH' : 'TAG';
+  const example = USUAL_DEFAULT_BRANCHES.find((name) => branches.includes(name)) ?? branches[0] ?? tags[tags.length - 1]!;
+  return new GitRefNotFoundError(
+    `The Git remote ${url} has no default branch: ${why}. ` + (branches.length > 0 ? `Its branches: ${list(branches)}` : `It has no branches, only tags: ${list(tags)}`),
+    {
+      hint: `Give what to build with --ref ${kind} (for example --ref ${example}), or make an existing branch the repository's default branch on the Git server.`,
+      details: { remote: url, ...(branches.length > 0 ? { branches } : { tags }) },
+    },
+  );
 }
 
 function finalError(failure: RemoteFailure, url: string, hadCredentials: boolean): OciBuildError {

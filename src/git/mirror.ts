@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { AuthCallback, HttpClient } from 'isomorphic-git';
 import git from './isomorphic-git.js';
 import type { Clock } from '../core/ports.js';
+import { supplyMissingHead } from './head-intercept.js';
 import { indexAndStorePack, PackReader } from './pack-index.js';
 import { interceptPacks } from './pack-intercept.js';
 import { findCommit } from './tree-diff.js';
@@ -21,6 +22,10 @@ export interface MirrorState {
   lastSyncAt: string;
   /** The remote's HEAD at that fetch, e.g. `refs/heads/main`. */
   defaultBranch?: string;
+  /** At that fetch the remote had no refs at all: an empty repository. */
+  empty?: boolean;
+  /** At that fetch the remote's HEAD named a branch it does not have (see head-intercept.ts). */
+  headMissing?: boolean;
 }
 
 export interface ResolvedRef {
@@ -112,7 +117,10 @@ export class Mirror {
   /** One fetch of every branch and tag; no retry, no lock (the caller's business). */
   async fetch(options: FetchOptions = {}): Promise<FetchResult> {
     const received = { bytes: 0, objects: 0, indexMs: 0 };
-    const network: HttpClient = options.signal ? withSignal(this.http, options.signal) : this.http;
+    let headMissing = false;
+    const network: HttpClient = supplyMissingHead(options.signal ? withSignal(this.http, options.signal) : this.http, () => {
+      headMissing = true;
+    });
     const http = interceptPacks(network, async (pack) => {
       const started = performance.now();
       received.bytes += pack.length;
@@ -138,7 +146,7 @@ export class Mirror {
       await this.restoreRefs(before);
       throw err;
     }
-    return this.recordSync(result, received);
+    return this.recordSync(result, received, headMissing);
   }
 
   private fetchOnce(http: HttpClient, options: FetchOptions) {
@@ -163,19 +171,32 @@ export class Mirror {
     });
   }
 
-  private async recordSync(result: { defaultBranch: string | null; fetchHead: string | null }, received: FetchResult['pack']): Promise<FetchResult> {
+  private async recordSync(
+    result: { defaultBranch: string | null; fetchHead: string | null },
+    received: FetchResult['pack'],
+    headMissing: boolean,
+  ): Promise<FetchResult> {
     const previous = await this.state();
-    const defaultBranch = result.defaultBranch ?? previous?.defaultBranch;
+    const empty = result.fetchHead === null;
+    if (headMissing) {
+      // isomorphic-git pointed origin/HEAD at the stand-in's commit: the remote has no such thing.
+      await git.deleteRef({ fs, gitdir: this.gitdir, ref: `refs/remotes/${REMOTE}/HEAD` }).catch(() => undefined);
+    }
+    // An empty remote, or one whose HEAD names no branch, has no default branch now, whatever it
+    // had at the previous fetch (the branch isomorphic-git names after the stand-in is none either).
+    const defaultBranch = empty || headMissing ? undefined : (result.defaultBranch ?? previous?.defaultBranch);
     const state: MirrorState = {
       cloneUrl: this.location.cloneUrl,
       lastSyncAt: this.clock.now().toISOString(),
       ...(defaultBranch ? { defaultBranch } : {}),
+      ...(empty ? { empty: true } : {}),
+      ...(headMissing ? { headMissing: true } : {}),
     };
     // Written last and atomically: its presence means "a fetch completed".
     const tmp = join(this.gitdir, `${STATE_FILE}.${process.pid}.tmp`);
     await fs.promises.writeFile(tmp, JSON.stringify(state, null, 2));
     await fs.promises.rename(tmp, join(this.gitdir, STATE_FILE));
-    return { ...(defaultBranch ? { defaultBranch } : {}), empty: result.fetchHead === null, pack: received };
+    return { ...(defaultBranch ? { defaultBranch } : {}), empty, pack: received };
   }
 
   private async snapshotRefs(): Promise<{ refs: Map<string, string>; shallow: string | undefined }> {
@@ -270,6 +291,17 @@ export class Mirror {
     if (byName) return byName;
     const commit = await findCommit({ fs, gitdir: this.gitdir, cache: this.cache }, ref);
     return commit ? { commit, ref: commit } : undefined;
+  }
+
+  /** The names of the remote's branches (`main`, `feature/x`) as of the last fetch, sorted. */
+  async branches(): Promise<string[]> {
+    const names = await git.listRefs({ fs, gitdir: this.gitdir, filepath: `refs/remotes/${REMOTE}` }).catch(() => [] as string[]);
+    return names.filter((name) => name !== 'HEAD').sort();
+  }
+
+  /** The names of the remote's tags as of the last fetch, sorted. */
+  async tags(): Promise<string[]> {
+    return (await git.listRefs({ fs, gitdir: this.gitdir, filepath: 'refs/tags' }).catch(() => [] as string[])).sort();
   }
 
   async hasCommit(oid: string): Promise<boolean> {

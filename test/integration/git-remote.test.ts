@@ -136,7 +136,7 @@ describe('git source: remote through the mirror', () => {
     const j = job(server.url('acme/empty'));
     const error = await provider().checkout(j.source, j, context()).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(GitRefNotFoundError);
-    expect((error as Error).message).toMatch(/no default branch \(is the repository empty\?\)/);
+    expect((error as Error).message).toMatch(/is empty: it has no commits yet/);
   });
 
   it('refuses an unknown ref at once', async () => {
