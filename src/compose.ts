@@ -6,6 +6,7 @@ import type { Config } from './config/config.js';
 import type { CodeBuilder, ImageBuilder, ProjectDetector, SourceProvider } from './core/ports.js';
 import { runCommand, type CommandRunner } from './exec/run-command.js';
 import { CacheService } from './cache/cache-service.js';
+import { MirrorCache } from './cache/mirror-cache.js';
 import { createSourceProvider } from './git/source-provider.js';
 import { createProjectDetector } from './detect/detect-projects.js';
 import { createCodeBuilder } from './build/code-builder.js';
@@ -44,6 +45,11 @@ export function buildahOptions(config: Config): BuildahOptions {
 
 export function createCacheService(config: Config): CacheService {
   return new CacheService(workPaths(config.workDir).cache, config.build.mavenOffline !== undefined ? { mavenOffline: config.build.mavenOffline } : {});
+}
+
+/** The Git mirrors and spare worktrees of remote sources, as `oci-build cache` sees them. */
+export function createMirrorCache(config: Config): MirrorCache {
+  return new MirrorCache(config.workDir);
 }
 
 /**

@@ -206,7 +206,8 @@ export class CacheService {
   }
 }
 
-async function walkFiles(dir: string, visit: (path: string, st: Stats) => void): Promise<void> {
+/** Visits every file under `dir` with its lstat: links below `dir` are visited as files, never followed. */
+export async function walkFiles(dir: string, visit: (path: string, st: Stats) => void): Promise<void> {
   let entries;
   try {
     entries = await readdir(dir, { withFileTypes: true });

@@ -100,10 +100,15 @@ Examples:
       setExit(await statusCommand(id, options, io));
     });
 
-  const cache = program.command('cache').summary('show or clean the dependency caches').description('Dependency caches (Go, Maven, NuGet, npm, Nx) under <workDir>/cache.');
+  const cache = program
+    .command('cache')
+    .summary('show or clean the dependency caches and the Git mirrors')
+    .description(
+      'Dependency caches (Go, Maven, NuGet, npm, Nx) under <workDir>/cache, and the Git mirrors of remote sources under <workDir>/repos with their spare worktrees: everything the next build fetches again when it is missing.',
+    );
   cache
     .command('size')
-    .description('size of each cache, per language')
+    .description('size of each cache, per language, and of the Git mirrors (with the number of repositories)')
     .addOption(configOption())
     .option('--json', 'print JSON')
     .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
@@ -113,9 +118,11 @@ Examples:
     });
   cache
     .command('clean')
-    .description('remove cache entries not used for a while (never anything outside the cache)')
+    .description(
+      'remove cache entries and Git mirrors not used for a while (never anything outside the caches and the mirrors; a mirror a build is fetching is skipped)',
+    )
     .addOption(configOption())
-    .option('--older-than <duration>', 'only entries not used (read or written) for this long, e.g. 7d, 12h', '7d')
+    .option('--older-than <duration>', 'only entries not used (read or written) for this long, e.g. 7d, 12h; a Git mirror used in the last hour always stays', '7d')
     .option('--json', 'print JSON')
     .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
     .action(async (options) => {

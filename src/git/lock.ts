@@ -1,7 +1,7 @@
 // One writer per mirror. Builds in one process queue on a promise chain; worker processes sharing a
 // work directory also take a lock file (created with O_EXCL), so two fetches never write into one
 // mirror at once. A lock left by a dead process (same host, pid gone) or not refreshed for
-// `staleMs` is broken.
+// `staleMs` is broken. Housekeeping (`cache clean`) takes the same lock without waiting for it.
 
 import { mkdir, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -17,6 +17,8 @@ export interface LockOptions {
 }
 
 const chains = new Map<string, Promise<unknown>>();
+
+const DEFAULT_STALE_MS = 10 * 60_000;
 
 /** Runs `fn` while holding the lock `lockPath` (in this process and across processes). */
 export async function withLock<T>(lockPath: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
@@ -38,14 +40,59 @@ export async function withLock<T>(lockPath: string, fn: () => Promise<T>, option
   }
 }
 
+/**
+ * Runs `fn` holding the lock `lockPath` when nobody holds it now; otherwise returns at once with
+ * what the holder wrote into the lock file. For housekeeping that must not wait for a build (and
+ * keeps `fn` short, so that a build does not wait for it). An abandoned lock is broken, as
+ * `withLock` would.
+ */
+export async function withLockIfFree<T>(
+  lockPath: string,
+  fn: () => Promise<T>,
+  options: { staleMs?: number } = {},
+): Promise<{ acquired: true; value: T } | { acquired: false; holder: string }> {
+  // A build of this process holds it or waits for it.
+  if (chains.has(lockPath)) return { acquired: false, holder: JSON.stringify({ host: hostname(), pid: process.pid }) };
+  await mkdir(dirname(lockPath), { recursive: true });
+  const attempt = await tryAcquireFileLock(lockPath, options.staleMs ?? DEFAULT_STALE_MS);
+  if ('holder' in attempt) return { acquired: false, holder: attempt.holder };
+  const run = (async () => {
+    try {
+      return await fn();
+    } finally {
+      await attempt.release();
+    }
+  })();
+  chains.set(lockPath, run);
+  try {
+    return { acquired: true, value: await run };
+  } finally {
+    if (chains.get(lockPath) === run) chains.delete(lockPath);
+  }
+}
+
 async function acquireFileLock(lockPath: string, options: LockOptions): Promise<() => Promise<void>> {
-  const staleMs = options.staleMs ?? 10 * 60_000;
-  const me = JSON.stringify({ host: hostname(), pid: process.pid, since: new Date().toISOString() });
+  const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
   let delay = 20;
   let waited = false;
   await mkdir(dirname(lockPath), { recursive: true });
   for (;;) {
     if (options.signal?.aborted) throw new CancelledError(`Cancelled while waiting for the lock ${lockPath}`);
+    const attempt = await tryAcquireFileLock(lockPath, staleMs);
+    if ('release' in attempt) return attempt.release;
+    if (!waited) {
+      waited = true;
+      options.onWait?.(attempt.holder);
+    }
+    await sleep(delay + Math.random() * delay, options.signal);
+    delay = Math.min(delay * 2, 500);
+  }
+}
+
+/** Takes the lock file (breaking an abandoned one), or tells who holds it. Never waits. */
+async function tryAcquireFileLock(lockPath: string, staleMs: number): Promise<{ release: () => Promise<void> } | { holder: string }> {
+  const me = JSON.stringify({ host: hostname(), pid: process.pid, since: new Date().toISOString() });
+  for (;;) {
     try {
       const handle = await open(lockPath, 'wx');
       try {
@@ -59,31 +106,25 @@ async function acquireFileLock(lockPath: string, options: LockOptions): Promise<
         utimes(lockPath, now, now).catch(() => undefined);
       }, Math.max(1000, Math.floor(staleMs / 3)));
       refresh.unref();
-      return async () => {
-        clearInterval(refresh);
-        await rm(lockPath, { force: true });
+      return {
+        release: async () => {
+          clearInterval(refresh);
+          await rm(lockPath, { force: true });
+        },
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const holder = await readFile(lockPath, 'utf8').catch(() => '');
-    if (await isAbandoned(lockPath, holder, staleMs)) {
-      // Rename first: of two processes breaking the same stale lock, only one succeeds.
-      const aside = `${lockPath}.stale-${process.pid}-${Date.now()}`;
-      try {
-        await rename(lockPath, aside);
-        await rm(aside, { force: true });
-      } catch {
-        // someone else broke it
-      }
-      continue;
+    if (!(await isAbandoned(lockPath, holder, staleMs))) return { holder };
+    // Rename first: of two processes breaking the same stale lock, only one succeeds.
+    const aside = `${lockPath}.stale-${process.pid}-${Date.now()}`;
+    try {
+      await rename(lockPath, aside);
+      await rm(aside, { force: true });
+    } catch {
+      // someone else broke it
     }
-    if (!waited) {
-      waited = true;
-      options.onWait?.(holder);
-    }
-    await sleep(delay + Math.random() * delay, options.signal);
-    delay = Math.min(delay * 2, 500);
   }
 }
 

@@ -13,7 +13,7 @@ import { supplyMissingHead } from './head-intercept.js';
 import { indexAndStorePack, PackReader } from './pack-index.js';
 import { interceptPacks } from './pack-intercept.js';
 import { findCommit } from './tree-diff.js';
-import type { RemoteLocation } from './url.js';
+import { MIRROR_STATE_FILE, type RemoteLocation } from './url.js';
 
 /** What we keep next to the Git data: when the mirror last matched the remote. */
 export interface MirrorState {
@@ -53,7 +53,6 @@ export interface FetchOptions {
   onMessage?: (line: string) => void;
 }
 
-const STATE_FILE = 'oci-build-mirror.json';
 const REMOTE = 'origin';
 /** What `git fetch --unshallow` asks for. */
 export const FULL_DEPTH = 2147483647;
@@ -99,7 +98,7 @@ export class Mirror {
   /** The mirror's state, or undefined when it has never completed a fetch. */
   async state(): Promise<MirrorState | undefined> {
     try {
-      return JSON.parse(await fs.promises.readFile(join(this.gitdir, STATE_FILE), 'utf8')) as MirrorState;
+      return JSON.parse(await fs.promises.readFile(join(this.gitdir, MIRROR_STATE_FILE), 'utf8')) as MirrorState;
     } catch {
       return undefined;
     }
@@ -193,9 +192,9 @@ export class Mirror {
       ...(headMissing ? { headMissing: true } : {}),
     };
     // Written last and atomically: its presence means "a fetch completed".
-    const tmp = join(this.gitdir, `${STATE_FILE}.${process.pid}.tmp`);
+    const tmp = join(this.gitdir, `${MIRROR_STATE_FILE}.${process.pid}.tmp`);
     await fs.promises.writeFile(tmp, JSON.stringify(state, null, 2));
-    await fs.promises.rename(tmp, join(this.gitdir, STATE_FILE));
+    await fs.promises.rename(tmp, join(this.gitdir, MIRROR_STATE_FILE));
     return { ...(defaultBranch ? { defaultBranch } : {}), empty, pack: received };
   }
 

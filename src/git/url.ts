@@ -109,6 +109,13 @@ export function parseRemoteUrl(url: string): RemoteLocation {
 }
 
 /** `<workDir>/repos/<host>/<owner…>/<name>`: the bare mirror of a remote. */
+/**
+ * In a mirror's git directory: what the last completed fetch saw (written atomically by every
+ * fetch, read by every build). Here rather than in mirror.ts so that `cache clean` can find it
+ * without loading isomorphic-git.
+ */
+export const MIRROR_STATE_FILE = 'oci-build-mirror.json';
+
 export function mirrorPath(workDir: string, location: RemoteLocation): string {
   // The host's port separator becomes `_` so the directory name is portable.
   return join(workDir, 'repos', location.host.replace(':', '_'), ...location.owner, location.name);
@@ -119,7 +126,12 @@ export function mirrorPath(workDir: string, location: RemoteLocation): string {
  * repository named `x.lock` would have its mirror at the lock path of repository `x`.
  */
 export function mirrorLockPath(workDir: string, location: RemoteLocation): string {
-  const key = createHash('sha256').update(relative(workDir, mirrorPath(workDir, location))).digest('hex').slice(0, 32);
+  return mirrorLockPathOf(workDir, mirrorPath(workDir, location));
+}
+
+/** The lock of the mirror at `gitdir` (a path `mirrorPath` gave): for code that finds mirrors on disk. */
+export function mirrorLockPathOf(workDir: string, gitdir: string): string {
+  const key = createHash('sha256').update(relative(workDir, gitdir)).digest('hex').slice(0, 32);
   return join(workDir, 'locks', `${key}.lock`);
 }
 

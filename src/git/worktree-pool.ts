@@ -11,12 +11,22 @@ import type { WorktreeManifest } from './worktree.js';
 /** Inside a pooled worktree while it waits; removed as soon as a build takes the directory. */
 const MANIFEST = '.oci-build-worktree.json';
 
+/** The directory holding every spare worktree. */
+export function spareWorktreesRoot(workDir: string): string {
+  return join(workDir, 'worktrees', '.spare');
+}
+
+/** Where the spare worktree of a repository waits; `repositoryKey` is the path of its mirror. */
+export function spareWorktreePath(workDir: string, repositoryKey: string): string {
+  const key = createHash('sha256').update(repositoryKey).digest('hex').slice(0, 24);
+  return join(spareWorktreesRoot(workDir), key);
+}
+
 export class WorktreePool {
   private readonly spare: string;
 
   constructor(workDir: string, repositoryKey: string) {
-    const key = createHash('sha256').update(repositoryKey).digest('hex').slice(0, 24);
-    this.spare = join(workDir, 'worktrees', '.spare', key);
+    this.spare = spareWorktreePath(workDir, repositoryKey);
   }
 
   /**
