@@ -57,8 +57,7 @@ async function bareReceiver({ natsConfig }) {
 async function serveReceiver({ natsConfig, logFile }) {
   const { parseConfig } = await import(dist('config/config.js'));
   const { startServer } = await import(dist('server/http-server.js'));
-  const { createLogger } = await import(dist('server/logger.js'));
-  const { pino } = await import('pino');
+  const { createLogger, daemonDestination } = await import(dist('server/logger.js'));
   const config = parseConfig({
     env: {
       OCI_BUILD_NATS_URL: natsConfig.url,
@@ -71,8 +70,8 @@ async function serveReceiver({ natsConfig, logFile }) {
     },
     home: tmpdir(),
   });
-  // Every request is logged, as in production, to a file (asynchronous writes, as pino to stdout).
-  const destination = pino.destination({ dest: logFile, sync: false });
+  // Every request is logged as in production (daemonDestination), to a file instead of stdout.
+  const destination = daemonDestination(logFile);
   const server = await startServer({ config, logger: createLogger({ destination }) });
   return { port: server.port, close: () => server.close() };
 }

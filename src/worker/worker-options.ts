@@ -2,7 +2,7 @@
 // (every default filled in, validated once), the way Temporal's worker compiles its options.
 
 import { hostname } from 'node:os';
-import { pino } from 'pino';
+import { createLogger } from '../server/logger.js';
 import { UsageError } from '../core/errors.js';
 import type { PipelineOptions, PipelineResult } from '../core/pipeline.js';
 import type { PipelineDeps, Reporter } from '../core/ports.js';
@@ -73,14 +73,9 @@ export function defaultWorkerName(): string {
   return `${hostname()}:${process.pid}`;
 }
 
+/** The worker's JSON logs: the same logger as serve's (secrets redacted, stdout buffered). */
 export function createWorkerLogger(options: { level?: string; name?: string } = {}): WorkerLogger {
-  return pino({
-    name: options.name ?? 'oci-build-worker',
-    level: options.level ?? process.env.OCI_BUILD_LOG_LEVEL ?? 'info',
-    base: { pid: process.pid },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
-  });
+  return createLogger({ name: options.name ?? 'oci-build-worker', ...(options.level ? { level: options.level } : {}) });
 }
 
 export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOptions {

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
-import { accessLogger, createLogger } from '../../src/server/logger.js';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { accessLogger, createLogger, daemonDestination } from '../../src/server/logger.js';
 
 function capture() {
   const lines: string[] = [];
@@ -53,5 +57,39 @@ describe('daemon logger', () => {
     // The parent keeps its full redaction (nested keys too).
     logger.info({ headers: { authorization: 'Bearer nested-token' } });
     expect(lines[1]).not.toContain('nested-token');
+  });
+});
+
+describe('daemonDestination', () => {
+  it('a line shorter than the 4 KiB block is written within 250 ms, without more lines behind it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'oci-build-log-'));
+    try {
+      const file = join(dir, 'serve.log');
+      const logger = createLogger({ destination: daemonDestination(file), name: 'test' });
+      logger.info({ path: '/health' }, 'request');
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      expect(readFileSync(file, 'utf8')).toContain('"path":"/health"');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('what is still buffered when the process exits is written', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'oci-build-log-'));
+    try {
+      const file = join(dir, 'serve.log');
+      // The compiled module (the tests' global setup builds dist/); a file descriptor, as stdout is.
+      const logger = new URL('../../dist/server/logger.js', import.meta.url).pathname;
+      // Logs, then exits at once, before the 250 ms flush: pino's exit hook must write the line.
+      const script = `import { openSync } from 'node:fs';
+        import { createLogger, daemonDestination } from ${JSON.stringify(logger)};
+        const log = createLogger({ destination: daemonDestination(openSync(${JSON.stringify(file)}, 'a')) });
+        log.info('last words'); process.exit(0);`;
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+      expect(child.status, child.stderr).toBe(0);
+      expect(readFileSync(file, 'utf8')).toContain('last words');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
