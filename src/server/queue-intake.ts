@@ -56,9 +56,12 @@ export class QueueIntake implements JobIntake {
   /**
    * One awaited JetStream publish on the branch's subject (publishJob): workers learn of a newer
    * push to a branch from the stream itself (last message by subject), so nothing else is written.
+   * Batched like the records: the acks of one read do not always resolve in one callback, and
+   * unbatched the publishes that follow them took a socket write each (profiled: 10 % of serve's
+   * CPU against 7 % batched).
    */
   async publish(job: BuildJob): Promise<{ duplicate: boolean }> {
-    const { duplicate } = await publishJob(this.ctx, job);
+    const { duplicate } = await this.batch.run(() => publishJob(this.ctx, job));
     return { duplicate };
   }
 
