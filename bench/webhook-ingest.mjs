@@ -4,7 +4,7 @@
 // Each receiver runs in its own worker thread (its own event loop, as in its own process); the load
 // generator runs here. Rounds alternate bare / serve so drift on the machine hits both alike.
 // Targets: serve ≥ 0.8× the bare throughput, serve p99 ≤ 50 ms, no errors.
-// Tunables: BENCH_CONNECTIONS (32), BENCH_ROUNDS (8), BENCH_ROUND_MS (2000), BENCH_WARMUP_MS (2000).
+// Tunables: BENCH_CONNECTIONS (32), BENCH_ROUNDS (12), BENCH_ROUND_MS (2000), BENCH_WARMUP_MS (2000).
 
 import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -19,7 +19,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SECRET = 'bench-webhook-secret';
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 2000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 12);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 2000);
 const dist = (path) => pathToFileURL(join(root, 'dist', path)).href;
 
