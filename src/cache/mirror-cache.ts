@@ -10,7 +10,7 @@ import type { Stats } from 'node:fs';
 import { lstat, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { walkFiles } from './cache-service.js';
-import { withLockIfFree } from '../git/lock.js';
+import { processAlive, withLockIfFree } from '../git/lock.js';
 import { MIRROR_STATE_FILE, mirrorLockPathOf } from '../git/url.js';
 import { spareWorktreePath, spareWorktreesRoot } from '../git/worktree-pool.js';
 
@@ -321,16 +321,6 @@ async function moveAside(path: string, root: string): Promise<string> {
   const aside = join(root, `${TRASH_PREFIX}${process.pid}-${Date.now()}-${trashCounter}`);
   await rename(path, aside);
   return aside;
-}
-
-function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** `pid 1234 on ci-worker-2 since 2026-06-01T08:00:00.000Z`, from what withLock writes into the lock file. */

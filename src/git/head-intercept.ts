@@ -8,16 +8,12 @@
 // must not believe the default branch isomorphic-git then derives from the stand-in.
 
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from 'isomorphic-git';
+import { pktLine } from './pack-intercept.js';
 
 interface PktLine {
   /** The payload, or undefined for a flush/delimiter packet (length < 4). */
   payload?: Buffer;
   raw: Buffer;
-}
-
-function pktLine(text: string): Buffer {
-  const payload = Buffer.from(text, 'utf8');
-  return Buffer.concat([Buffer.from((payload.length + 4).toString(16).padStart(4, '0'), 'latin1'), payload]);
 }
 
 /** The pkt-lines of a whole response, or undefined when it is not made of pkt-lines. */
@@ -69,8 +65,8 @@ export function withStandInHead(advertisement: Buffer): Buffer | undefined {
   const firstRef = `${firstText.slice(0, nul)}${capabilities.endsWith('\n') ? '\n' : ''}`;
   return Buffer.concat([
     ...lines.slice(0, first).map((line) => line.raw),
-    pktLine(`${standIn.oid} HEAD${capabilities}`),
-    pktLine(firstRef),
+    pktLine(Buffer.from(`${standIn.oid} HEAD${capabilities}`, 'utf8')),
+    pktLine(Buffer.from(firstRef, 'utf8')),
     ...lines.slice(first + 1).map((line) => line.raw),
   ]);
 }

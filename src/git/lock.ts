@@ -143,7 +143,9 @@ async function isAbandoned(lockPath: string, holder: string, staleMs: number): P
   }
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process with this pid runs on this host (one we may not signal counts as running). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;

@@ -14,7 +14,8 @@ function emptyPack(): Buffer {
   return Buffer.concat([header, createHash('sha1').update(header).digest()]);
 }
 
-function pktLine(payload: Buffer): Buffer {
+/** One pkt-line: four hex digits of length (the payload's plus their own), then the payload. */
+export function pktLine(payload: Buffer): Buffer {
   return Buffer.concat([Buffer.from((payload.length + 4).toString(16).padStart(4, '0'), 'latin1'), payload]);
 }
 

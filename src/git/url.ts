@@ -108,7 +108,6 @@ export function parseRemoteUrl(url: string): RemoteLocation {
   };
 }
 
-/** `<workDir>/repos/<host>/<owner…>/<name>`: the bare mirror of a remote. */
 /**
  * In a mirror's git directory: what the last completed fetch saw (written atomically by every
  * fetch, read by every build). Here rather than in mirror.ts so that `cache clean` can find it
@@ -116,6 +115,7 @@ export function parseRemoteUrl(url: string): RemoteLocation {
  */
 export const MIRROR_STATE_FILE = 'oci-build-mirror.json';
 
+/** `<workDir>/repos/<host>/<owner…>/<name>`: the bare mirror of a remote. */
 export function mirrorPath(workDir: string, location: RemoteLocation): string {
   // The host's port separator becomes `_` so the directory name is portable.
   return join(workDir, 'repos', location.host.replace(':', '_'), ...location.owner, location.name);

@@ -5,7 +5,9 @@
 // Why not js.publish: it goes through nats.js's request machinery, which arms a timer per request
 // and builds a "cancelled" NatsError (a stack capture) after every answer, even a successful one.
 // That was ~7 % of serve's CPU under load (profiled), on the one path with a throughput target.
-// Here a pending publish is a map entry, and one interval sweeps the expired ones.
+// Here a pending publish is a map entry, and one interval sweeps the expired ones. Both the reply
+// subscription and the interval start with the first publish: a worker or a one-shot `status`
+// that publishes nothing through it pays for neither.
 
 import { createInbox, headers as natsHeaders, type MsgHdrs, type NatsConnection, type NatsError, type Msg, type Subscription } from 'nats';
 
@@ -49,21 +51,21 @@ const decoder = new TextDecoder();
 export class JetStreamPublisher {
   private readonly prefix = `${createInbox()}.`;
   private readonly pending = new Map<string, Pending>();
-  private readonly subscription: Subscription;
-  private readonly sweeper: NodeJS.Timeout;
+  private listening: { subscription: Subscription; sweeper: NodeJS.Timeout } | undefined;
   private next = 0;
   private closed = false;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly timeoutMs = 5_000,
-  ) {
-    this.subscription = nc.subscribe(`${this.prefix}*`, { callback: (err, msg) => this.onReply(err, msg) });
-    this.sweeper = setInterval(() => this.expire(Date.now()), Math.min(250, timeoutMs)).unref();
-  }
+  ) {}
 
   publish(subject: string, data: Uint8Array | string, options: PublishOptions = {}): Promise<PublishAck> {
     if (this.closed) return Promise.reject(new Error('the JetStream publisher is closed'));
+    this.listening ??= {
+      subscription: this.nc.subscribe(`${this.prefix}*`, { callback: (err, msg) => this.onReply(err, msg) }),
+      sweeper: setInterval(() => this.expire(Date.now()), Math.min(250, this.timeoutMs)).unref(),
+    };
     const h = options.headers ?? natsHeaders();
     if (options.msgId !== undefined) h.set('Nats-Msg-Id', options.msgId);
     if (options.expectLastSubjectSequence !== undefined) h.set('Nats-Expected-Last-Subject-Sequence', String(options.expectLastSubjectSequence));
@@ -83,8 +85,10 @@ export class JetStreamPublisher {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.sweeper);
-    this.subscription.unsubscribe();
+    if (this.listening) {
+      clearInterval(this.listening.sweeper);
+      this.listening.subscription.unsubscribe();
+    }
     this.expire(Number.POSITIVE_INFINITY, 'the connection is closing');
   }
 

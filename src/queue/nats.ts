@@ -96,7 +96,7 @@ export async function connectNats(config: Config['nats'], options: { name?: stri
     await ensureJobStream(jsm, config);
     await ensureLogStream(jsm, config);
     const kv = await js.views.kv(config.statusBucket, { storage: StorageType.File, history: 1 });
-    return { nc, js, jsm, kv, publisher: new JetStreamPublisher(nc, 5_000), config };
+    return { nc, js, jsm, kv, publisher: new JetStreamPublisher(nc), config };
   } catch (err) {
     await nc.close().catch(() => undefined);
     if (isOciBuildError(err)) throw err;

@@ -38,9 +38,9 @@ export interface LoggerOptions {
 
 /**
  * Where the daemons' lines go unless told otherwise: stdout (or `dest`, a file descriptor or path),
- * written asynchronously in blocks of up
- * to 4 KiB instead of one synchronous write per line. Under load the access log's write per
- * request was serve's largest cost after NATS (profiled); a slow reader of stdout (a log
+ * written asynchronously in blocks of up to 4 KiB instead of one synchronous write per line.
+ * Under load the access log's write per request was serve's largest cost after NATS (profiled);
+ * a slow reader of stdout (a log
  * collector) also no longer blocks the event loop. Lines wait at most 250 ms, and pino flushes its
  * destinations when the process exits; a SIGKILL loses at most those 250 ms of lines (build logs
  * are not these: they go to JetStream).

@@ -127,4 +127,3 @@ export async function connectQueueIntake(config: Config['nats'], options: { logg
   const ctx = await connectNats(config, { name: options.name ?? 'oci-build-serve' });
   return new QueueIntake(ctx, options.logger);
 }
-
