@@ -49,6 +49,48 @@ export interface SourceCheckout {
   dispose(): Promise<void>;
 }
 
+/** A remote's commit, made available in the persistent mirror by `GitService.syncRepository`. */
+export interface SyncedRepository {
+  /** The mirror (a bare repository) the commit is in: `GitService.localPath(url)`. */
+  path: string;
+  /** `owner/name` of the remote. */
+  fullName: string;
+  /** The remote URL without credentials. */
+  cloneUrl: string;
+  /** Full 40-hex commit SHA. */
+  commit: string;
+  /** `refs/heads/x`, `refs/tags/x`, or the commit itself when asked for by SHA. */
+  ref: string;
+  branch?: string;
+  tag?: string;
+  /** Set when the remote was unreachable and the mirror answered from an earlier sync. */
+  warning?: string;
+}
+
+/**
+ * The persistent mirrors of Git remotes (the seed's Git Service). Every method takes the remote's
+ * URL, which may carry credentials: they reach the server and nothing else.
+ */
+export interface GitService {
+  /**
+   * Clones the mirror when it is absent and fetches when it exists (one sync at a time per
+   * repository, transient failures retried), then resolves `ref`: a branch, a tag, a full or short
+   * commit SHA, or the remote's HEAD when undefined. A commit older than the mirror's shallow
+   * history is fetched on demand. When the remote stays unreachable, answers from the mirror with
+   * a warning if it holds the ref.
+   */
+  syncRepository(url: string, ref: string | undefined, ctx: PhaseContext): Promise<SyncedRepository>;
+  /** A completed mirror of the remote is on disk. */
+  repositoryExists(url: string): Promise<boolean>;
+  /** Where the remote's mirror lives (`<workDir>/repos/<host>/<owner>/<name>`); refuses hostile URLs. */
+  localPath(url: string): string;
+  /**
+   * Makes sure `commit` is in the mirror, deepening a shallow history as far as needed (best
+   * effort: false when the remote does not have it or cannot be reached).
+   */
+  ensureCommit(url: string, commit: string, ctx: PhaseContext): Promise<boolean>;
+}
+
 export interface SourceProvider {
   checkout(source: JobSource, job: BuildJob, ctx: PhaseContext): Promise<SourceCheckout>;
 }

@@ -177,6 +177,12 @@ export class Mirror {
   ): Promise<FetchResult> {
     const previous = await this.state();
     const empty = result.fetchHead === null;
+    if (empty) {
+      // isomorphic-git prunes nothing when the remote advertises no refs at all: a remote whose
+      // branches and tags were all deleted is empty now, as a fresh clone of it would be.
+      const { refs } = await this.snapshotRefs();
+      for (const name of refs.keys()) await git.deleteRef({ fs, gitdir: this.gitdir, ref: name }).catch(() => undefined);
+    }
     if (headMissing) {
       // isomorphic-git pointed origin/HEAD at the stand-in's commit: the remote has no such thing.
       await git.deleteRef({ fs, gitdir: this.gitdir, ref: `refs/remotes/${REMOTE}/HEAD` }).catch(() => undefined);

@@ -3,6 +3,7 @@
 import type { HttpClient } from 'isomorphic-git';
 import type { Config } from '../config/config.js';
 import { systemClock, type Clock, type SourceProvider } from '../core/ports.js';
+import type { MirrorGitService } from './git-service.js';
 
 export interface SourceProviderDeps {
   workDir: string;
@@ -15,10 +16,23 @@ export interface SourceProviderDeps {
 }
 
 export function createSourceProvider(deps: SourceProviderDeps): SourceProvider {
-  let http: Promise<HttpClient> | undefined;
   // isomorphic-git and its HTTP client are loaded on first use (~100 ms of module loading that
   // commands without a build, like `status` or `--version`, should not pay).
-  const httpClient = () => (http ??= deps.http ? Promise.resolve(deps.http) : import('isomorphic-git/http/node').then((m) => m.default));
+  let service: Promise<MirrorGitService> | undefined;
+  const gitService = () =>
+    (service ??= Promise.all([
+      import('./git-service.js'),
+      deps.http ? Promise.resolve(deps.http) : import('isomorphic-git/http/node').then((m) => m.default),
+    ]).then(
+      ([{ MirrorGitService }, http]) =>
+        new MirrorGitService({
+          workDir: deps.workDir,
+          git: deps.git,
+          clock: deps.clock ?? systemClock,
+          http,
+          ...(deps.random ? { random: deps.random } : {}),
+        }),
+    ));
   return {
     async checkout(source, job, ctx) {
       if (source.kind === 'local') {
@@ -26,13 +40,7 @@ export function createSourceProvider(deps: SourceProviderDeps): SourceProvider {
         return checkoutLocal(source.path, job, ctx);
       }
       const { checkoutRemote } = await import('./git-source.js');
-      return checkoutRemote(source, job, ctx, {
-        workDir: deps.workDir,
-        git: deps.git,
-        clock: deps.clock ?? systemClock,
-        http: await httpClient(),
-        ...(deps.random ? { random: deps.random } : {}),
-      });
+      return checkoutRemote(source, job, ctx, { workDir: deps.workDir, service: await gitService() });
     },
   };
 }

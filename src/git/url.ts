@@ -141,3 +141,26 @@ export function worktreeName(buildId: string): string {
   if (cleaned.length === 0) throw new InputError(`The build id ${JSON.stringify(buildId)} cannot name a worktree directory`);
   return cleaned;
 }
+
+/** Refs as `git check-ref-format` allows them, minus anything that could walk out of refs/. */
+export function checkRefName(ref: string): void {
+  const bad =
+    ref.length === 0 ||
+    ref.length > 255 ||
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u0020\u007f~^:?*[\\]/.test(ref) ||
+    ref.includes('..') ||
+    ref.includes('//') ||
+    ref.includes('@{') ||
+    ref.startsWith('/') ||
+    ref.startsWith('-') ||
+    ref.endsWith('/') ||
+    ref.endsWith('.') ||
+    ref.endsWith('.lock') ||
+    ref.split('/').some((segment) => segment.startsWith('.'));
+  if (bad) {
+    throw new InputError(`${JSON.stringify(ref)} is not a valid Git ref`, {
+      hint: 'Give a branch (main, refs/heads/main), a tag (v1.2.0, refs/tags/v1.2.0) or a commit SHA (full or at least 4 hex digits).',
+    });
+  }
+}

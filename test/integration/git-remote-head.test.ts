@@ -137,4 +137,27 @@ describe('git source: a remote HEAD that names no branch', () => {
     expect(e.exitCode).toBe(ExitCode.Usage);
     expect(e.hint).toMatch(/Push a commit/);
   });
+
+  it('forgets the branches and tags of a remote that has been emptied, as a fresh clone would', async () => {
+    const work = await workRepo(tmp, 'emptied');
+    work.commit({ 'a.txt': 'a\n' }, 'first');
+    work.git(['tag', 'v1']);
+    await server.addRepo('acme/emptied', work.dir);
+    const provider = createSourceProvider({ workDir: join(tmp.path, 'wd-emptied'), git: GIT });
+    const first = job(server.url('acme/emptied'), 'main');
+    await (await provider.checkout(first.source, first, context())).dispose();
+
+    bare(server, 'acme/emptied', ['update-ref', '-d', 'refs/heads/main']);
+    bare(server, 'acme/emptied', ['tag', '-d', 'v1']);
+    for (const ref of ['main', 'v1']) {
+      const j = job(server.url('acme/emptied'), ref);
+      const error = await provider.checkout(j.source, j, context()).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(GitRefNotFoundError);
+      expect((error as Error).message).toBe(`The Git remote ${server.url('acme/emptied')} has no branch, tag or commit "${ref}"`);
+    }
+    const noRef = job(server.url('acme/emptied'));
+    await expect(provider.checkout(noRef.source, noRef, context())).rejects.toThrow(/is empty: it has no commits yet$/);
+    const mirror = join(tmp.path, 'wd-emptied', 'repos', `127.0.0.1_${server.port}`, 'acme', 'emptied');
+    expect(execFileSync('git', ['--git-dir', mirror, 'for-each-ref'], { encoding: 'utf8' }).trim()).toBe('');
+  });
 });

@@ -2,8 +2,7 @@ import { isAbsolute, relative } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../../src/core/errors.js';
-import { checkRefName } from '../../src/git/git-source.js';
-import { mirrorLockPath, mirrorPath, parseRemoteUrl, redactUrl, worktreeName } from '../../src/git/url.js';
+import { checkRefName, mirrorLockPath, mirrorPath, parseRemoteUrl, redactUrl, worktreeName } from '../../src/git/url.js';
 
 describe('parseRemoteUrl', () => {
   it('splits a URL into a credential-free clone URL, owner, name and credentials', () => {

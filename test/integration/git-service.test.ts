@@ -1,0 +1,119 @@
+// The GitService port as the worker and the CLI use it, against a real smart-HTTP server:
+// localPath and repositoryExists, clone then fetch, branches, tags and short SHAs, history
+// fetched on demand, the mirror answering while the remote is down.
+
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import httpClient from 'isomorphic-git/http/node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InputError, ServiceUnavailableError } from '../../src/core/errors.js';
+import { systemClock, type PhaseContext } from '../../src/core/ports.js';
+import { MirrorGitService } from '../../src/git/git-service.js';
+import { tempDir, type TempDir } from '../helpers/fixtures.js';
+import { startGitServer, workRepo, type GitServer, type WorkRepo } from '../helpers/git-http-server.js';
+
+function context(): PhaseContext & { lines: string[] } {
+  const lines: string[] = [];
+  return { signal: new AbortController().signal, log: { write: (line) => lines.push(line) }, lines };
+}
+
+describe('GitService (isomorphic-git mirrors)', () => {
+  let server: GitServer;
+  let tmp: TempDir;
+  let work: WorkRepo;
+  let first: string;
+  let second: string;
+  const service = (name: string, depth = 50) =>
+    new MirrorGitService({
+      workDir: join(tmp.path, name),
+      git: { depth, retries: 1, retryDelayMs: 1, retryMaxDelayMs: 2 },
+      clock: systemClock,
+      http: httpClient,
+    });
+
+  beforeAll(async () => {
+    server = await startGitServer();
+    tmp = await tempDir();
+    work = await workRepo(tmp, 'svc');
+    first = work.commit({ 'a.txt': 'one\n' }, 'first');
+    work.git(['tag', '-a', '-m', 'release', 'v1']);
+    second = work.commit({ 'a.txt': 'two\n' }, 'second');
+    work.git(['branch', 'feature/x', first]);
+    await server.addRepo('acme/svc', work.dir);
+  });
+  afterAll(async () => {
+    await server.dispose();
+    await tmp.cleanup();
+  });
+
+  it('places the mirror under <workDir>/repos/<host>/<owner>/<name>, and refuses hostile names before touching a file', async () => {
+    const git = service('wd-path');
+    expect(git.localPath(server.url('acme/svc'))).toBe(join(tmp.path, 'wd-path', 'repos', `127.0.0.1_${server.port}`, 'acme', 'svc'));
+    expect(git.localPath(server.url('acme/svc', { auth: 'robot:t0ken' }))).toBe(git.localPath(server.url('acme/svc')));
+    for (const url of [`http://127.0.0.1:${server.port}/acme/../../etc`, `http://127.0.0.1:${server.port}/acme//svc`, `http://127.0.0.1:${server.port}/a%2e%2e/svc`]) {
+      expect(() => git.localPath(url)).toThrow(InputError);
+      await expect(git.syncRepository(url, undefined, context())).rejects.toThrow(InputError);
+      await expect(git.repositoryExists(url)).rejects.toThrow(InputError);
+    }
+    await expect(git.syncRepository(server.url('acme/svc'), '../../config', context())).rejects.toThrow(/is not a valid Git ref/);
+    expect(existsSync(join(tmp.path, 'wd-path'))).toBe(false);
+  });
+
+  it('clones when the mirror is absent, fetches when it exists, and resolves the remote HEAD, branches, tags and short SHAs', async () => {
+    const git = service('wd-sync');
+    const url = server.url('acme/svc');
+    expect(await git.repositoryExists(url)).toBe(false);
+
+    const ctx = context();
+    const head = await git.syncRepository(url, undefined, ctx);
+    expect(ctx.lines[0]).toBe(`cloning ${url}`);
+    expect(await git.repositoryExists(url)).toBe(true);
+    expect(head).toMatchObject({ path: git.localPath(url), fullName: 'acme/svc', cloneUrl: url, commit: second, ref: 'refs/heads/main', branch: 'main' });
+    expect(head.warning).toBeUndefined();
+
+    expect(await git.syncRepository(url, 'feature/x', context())).toMatchObject({ commit: first, branch: 'feature/x', ref: 'refs/heads/feature/x' });
+    expect(await git.syncRepository(url, 'v1', context())).toMatchObject({ commit: first, tag: 'v1', ref: 'refs/tags/v1' });
+    expect(await git.syncRepository(url, first.slice(0, 7), context())).toMatchObject({ commit: first, ref: first });
+
+    const third = work.commit({ 'b.txt': 'three\n' }, 'third');
+    work.git(['push', '-q', server.repoPath('acme/svc'), 'main']);
+    const again = context();
+    expect(await git.syncRepository(url, 'main', again)).toMatchObject({ commit: third, branch: 'main' });
+    expect(again.lines[0]).toBe(`fetching ${url}`);
+  });
+
+  it('fetches history on demand: a commit older than the shallow mirror, and ensureCommit for a base', async () => {
+    const git = service('wd-shallow', 1);
+    const url = server.url('acme/svc');
+    await git.syncRepository(url, 'main', context());
+    const shallow = readdirSync(git.localPath(url)).includes('shallow');
+    expect(shallow).toBe(true);
+
+    const ctx = context();
+    expect(await git.ensureCommit(url, second, ctx)).toBe(true);
+    expect(ctx.lines.some((l) => l.startsWith('deepening by 500 commits:'))).toBe(true);
+    expect(await git.ensureCommit(url, 'f'.repeat(40), context())).toBe(false);
+    expect(await git.ensureCommit(url, 'not-a-sha', context())).toBe(false);
+
+    const deep = service('wd-shallow-sha', 1);
+    expect(await deep.syncRepository(url, second.slice(0, 10), context())).toMatchObject({ commit: second, ref: second });
+  });
+
+  it('answers from the mirror with a warning while the remote is down, and says what it lacks', async () => {
+    const git = service('wd-down');
+    const url = server.url('acme/svc');
+    const before = await git.syncRepository(url, 'main', context());
+    await server.stop();
+    try {
+      const fallback = await git.syncRepository(url, 'main', context());
+      expect(fallback.commit).toBe(before.commit);
+      expect(fallback.warning).toMatch(new RegExp(`^remote ${url.replace(/[.]/g, '\\.')} unreachable \\(.+\\): built from the mirror as of \\d{4}-`));
+      const missing = await git.syncRepository(url, 'no-such-branch', context()).catch((e: unknown) => e);
+      expect(missing).toBeInstanceOf(ServiceUnavailableError);
+      expect((missing as Error).message).toMatch(/is unreachable .* and its mirror has no ref no-such-branch$/);
+      expect(await git.ensureCommit(url, 'e'.repeat(40), context())).toBe(false);
+    } finally {
+      await server.restart();
+    }
+  });
+});
