@@ -4,6 +4,7 @@
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -187,6 +188,34 @@ describe('webhook → worker → registry', () => {
     const log = await (await fetch(`${serveUrl}/builds/${id}/logs`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
     expect(log).toMatch(/BUILD SUCCESS/);
     expect(log).not.toMatch(/Downloading from/);
+  });
+
+  // The monorepo holds a .NET app: without dotnet its build would fail.
+  it.skipIf(!hasTool('dotnet'))('an Nx monorepo: a new branch images every app, the next push only what its before..after affects', async () => {
+    const apps = ['dotnet-app', 'go-app', 'java-app'];
+    const repo = await served('sample-nx-monorepo');
+    // before = all zeros (a new branch): every project builds.
+    const full = await finished(await push(repo, 'sample-nx-monorepo'));
+    expect(full.status, JSON.stringify(full.error)).toBe('succeeded');
+    expect(full.images.filter((i) => i.pushed).map((i) => i.repository).sort()).toEqual(apps.map((a) => `${registry.host}/ci/sample-nx-monorepo/${a}`));
+    expect(full.phases.filter((p) => p.name === 'build').map((p) => p.project).sort()).toEqual(['cli-tool', 'dotnet-app', 'go-app', 'java-app', 'shared']);
+
+    // A change to the Go app alone, pushed with before = the previous head.
+    await appendFile(join(repo.dir, 'apps/go-app/main.go'), '\n// a change to the Go app only\n');
+    const commit = repo.commitAll('go-app: comment', '2026-01-03T00:00:00Z');
+    execFileSync('git', ['push', '-q', gitServer.repoPath('acme/sample-nx-monorepo'), 'HEAD:main'], { cwd: repo.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const id = await push({ ...repo, commit }, 'sample-nx-monorepo', repo.commit);
+    const affected = await finished(id);
+    expect(affected.status, JSON.stringify(affected.error)).toBe('succeeded');
+    expect(affected.repository).toMatchObject({ commit, before: repo.commit, branch: 'main' });
+    expect(affected.phases.filter((p) => p.name === 'build').map((p) => p.project)).toEqual(['go-app']);
+    expect(affected.images.map((i) => i.repository)).toEqual([`${registry.host}/ci/sample-nx-monorepo/go-app`]);
+    const tags = JSON.parse(
+      execFileSync('skopeo', ['list-tags', '--tls-verify=false', `docker://${registry.host}/ci/sample-nx-monorepo/go-app`], { encoding: 'utf8' }),
+    ) as { Tags: string[] };
+    expect(tags.Tags).toContain(`sha-${commit.slice(0, 7)}`);
+    const log = await (await fetch(`${serveUrl}/builds/${id}/logs`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    expect(log).toMatch(/nx run go-app:build/);
   });
 
   it('a repository that does not compile ends failed in the build phase, once', async () => {
