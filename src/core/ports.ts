@@ -85,10 +85,11 @@ export interface GitService {
   /** Where the remote's mirror lives (`<workDir>/repos/<host>/<owner>/<name>`); refuses hostile URLs. */
   localPath(url: string): string;
   /**
-   * Makes sure `commit` is in the mirror, deepening a shallow history as far as needed (best
-   * effort: false when the remote does not have it or cannot be reached).
+   * The full SHA of `revision` (a SHA, a branch, a tag, HEAD, with `~N` / `^N` steps) in the
+   * mirror, deepening a shallow history as far as needed. Best effort: undefined when the remote
+   * does not have it or cannot be reached.
    */
-  ensureCommit(url: string, commit: string, ctx: PhaseContext): Promise<boolean>;
+  resolveCommit(url: string, revision: string, ctx: PhaseContext): Promise<string | undefined>;
 }
 
 export interface SourceProvider {

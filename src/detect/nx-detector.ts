@@ -17,6 +17,9 @@ import { detectLanguage } from './detect-projects.js';
 import { dockerfileCandidates, findDockerfile, validateDockerfile } from './dockerfile.js';
 import { affectedStdin, parseNxGraph, parseNxProjectList, type NxGraph } from './nx-graph.js';
 
+/** A SHA shortened; a name (origin/main, HEAD~1) as given. */
+const shortRevision = (rev: string) => (/^[0-9a-f]{8,40}$/i.test(rev) ? shortSha(rev) : rev);
+
 export function createNxDetector(deps: NxDeps): ProjectDetector {
   return {
     async detect(dir: string, options: DetectOptions, ctx: PhaseContext): Promise<Workspace> {
@@ -61,12 +64,12 @@ export function createNxDetector(deps: NxDeps): ProjectDetector {
         const base = options.affected.base;
         const files = await options.affected.changedFiles();
         if (files === undefined) {
-          selectionNote = `nx: base ${shortSha(base)} not found in the history, so every project counts as affected; building ${selected.length} (${scope}): ${selected.join(', ') || 'none'}`;
+          selectionNote = `nx: base ${shortRevision(base)} not found in the history, so every project counts as affected; building ${selected.length} (${scope}): ${selected.join(', ') || 'none'}`;
         } else {
           const affected = files.length === 0 ? [] : await affectedProjects(deps, root, options.name, files, ctx);
           selected = wanted.filter((n) => affected.includes(n));
           selectionNote =
-            `nx: ${files.length} file${files.length === 1 ? '' : 's'} changed since ${shortSha(base)}, ${affected.length} project${affected.length === 1 ? '' : 's'} affected` +
+            `nx: ${files.length} file${files.length === 1 ? '' : 's'} changed since ${shortRevision(base)}, ${affected.length} project${affected.length === 1 ? '' : 's'} affected` +
             ` (${affected.join(', ') || 'none'}); building ${selected.length} of ${wanted.length} (${scope}): ${selected.join(', ') || 'none'}`;
         }
       }

@@ -120,17 +120,19 @@ export class MirrorGitService implements GitService {
     );
   }
 
-  async ensureCommit(url: string, commit: string, ctx: PhaseContext): Promise<boolean> {
-    if (!COMMIT_PREFIX.test(commit)) return false;
+  async resolveCommit(url: string, revision: string, ctx: PhaseContext): Promise<string | undefined> {
     const remote = this.open(url);
-    if (await remote.mirror.hasCommit(commit)) return true;
+    const { mirror } = remote;
+    let result = await mirror.resolveRevision(revision);
+    // A name the mirror does not know stays unknown: only a SHA or a walk past the shallow
+    // boundary can be found by fetching more history.
+    if ('commit' in result || result.missing === 'name') return 'commit' in result ? result.commit : undefined;
     try {
       await withLock(
         remote.lockPath,
         async () => {
-          if (await remote.mirror.hasCommit(commit)) return;
-          const failure = await this.deepenUntil(remote, () => remote.mirror.hasCommit(commit), ctx);
-          if (failure) ctx.log.write(remote.mask(`could not deepen ${remote.url} to find ${commit} (${failure.message})`), 'system');
+          const failure = await this.deepenUntil(remote, async () => 'commit' in (result = await mirror.resolveRevision(revision)), ctx);
+          if (failure) ctx.log.write(remote.mask(`could not deepen ${remote.url} to find ${revision} (${failure.message})`), 'system');
         },
         { signal: ctx.signal },
       );
@@ -138,7 +140,8 @@ export class MirrorGitService implements GitService {
       // Best effort: a remote that refuses or fails only means the commit stays unknown.
       if (!(err instanceof OciBuildError) || err instanceof GitAuthError) throw err;
     }
-    return remote.mirror.hasCommit(commit);
+    result = await mirror.resolveRevision(revision);
+    return 'commit' in result ? result.commit : undefined;
   }
 
   private open(url: string): Remote {

@@ -64,8 +64,9 @@ export async function checkoutRemote(
     async changedFilesSince(base, phaseCtx) {
       if (isNullCommit(base)) return undefined;
       // The base may be older than the shallow history: fetched on demand (unknown means "build all").
-      if (!(await options.service.ensureCommit(source.url, base, phaseCtx))) return undefined;
-      return changedFilesBetween({ fs, gitdir, cache: mirror.cache }, base, synced.commit);
+      const baseCommit = await options.service.resolveCommit(source.url, base, phaseCtx);
+      if (baseCommit === undefined) return undefined;
+      return changedFilesBetween({ fs, gitdir, cache: mirror.cache }, baseCommit, synced.commit);
     },
     async dispose() {
       // The directory leaves the build's path either way; it may wait as the next build's start.

@@ -7,7 +7,7 @@ import git from './isomorphic-git.js';
 import { InputError } from '../core/errors.js';
 import type { PhaseContext, SourceCheckout } from '../core/ports.js';
 import type { BuildJob, RepositoryInfo } from '../core/types.js';
-import { changedFilesBetween, isNullCommit } from './tree-diff.js';
+import { changedFilesBetween, isNullCommit, resolveRevision } from './tree-diff.js';
 import { parseRemoteUrl, redactUrl } from './url.js';
 
 export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseContext): Promise<SourceCheckout> {
@@ -87,7 +87,10 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
     warnings: [],
     async changedFilesSince(base) {
       if (isNullCommit(base)) return undefined;
-      const changed = await changedFilesBetween({ fs, dir: root, cache }, base, commit);
+      // `git rev-parse` forms: a SHA, a branch, tag or remote branch (origin/main), HEAD~2 …
+      const resolved = await resolveRevision({ fs, dir: root, cache }, base, (name) => [name]);
+      if (!('commit' in resolved)) return undefined;
+      const changed = await changedFilesBetween({ fs, dir: root, cache }, resolved.commit, commit);
       if (changed === undefined) return undefined;
       // The build uses the worktree as it is, so uncommitted changes count as changed too.
       return toDirRelative([...new Set([...changed, ...changedInWorktree])].sort());

@@ -12,7 +12,7 @@ import type { Clock } from '../core/ports.js';
 import { supplyMissingHead } from './head-intercept.js';
 import { indexAndStorePack, PackReader } from './pack-index.js';
 import { interceptPacks } from './pack-intercept.js';
-import { findCommit } from './tree-diff.js';
+import { findCommit, resolveRevision, type RevisionResult } from './tree-diff.js';
 import { MIRROR_STATE_FILE, type RemoteLocation } from './url.js';
 
 /** What we keep next to the Git data: when the mirror last matched the remote. */
@@ -309,8 +309,18 @@ export class Mirror {
     return (await git.listRefs({ fs, gitdir: this.gitdir, filepath: 'refs/tags' }).catch(() => [] as string[])).sort();
   }
 
-  async hasCommit(oid: string): Promise<boolean> {
-    return (await findCommit({ fs, gitdir: this.gitdir, cache: this.cache }, oid)) !== undefined;
+  /**
+   * A revision (`main`, `origin/main`, `refs/heads/main`, `v1`, `HEAD`, a SHA, with `~N` / `^N`)
+   * against the mirror, where the remote's branches are kept as `refs/remotes/origin/*`.
+   */
+  resolveRevision(revision: string): Promise<RevisionResult> {
+    return resolveRevision({ fs, gitdir: this.gitdir, cache: this.cache }, revision, (name) => {
+      if (name === 'HEAD') return [`refs/remotes/${REMOTE}/HEAD`];
+      if (name.startsWith('refs/heads/')) return [`refs/remotes/${REMOTE}/${name.slice('refs/heads/'.length)}`];
+      if (name.startsWith('refs/')) return [name];
+      if (name.startsWith(`${REMOTE}/`)) return [`refs/remotes/${name}`, `refs/remotes/${REMOTE}/${name}`, `refs/tags/${name}`];
+      return [`refs/remotes/${REMOTE}/${name}`, `refs/tags/${name}`];
+    });
   }
 }
 

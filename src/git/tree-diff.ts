@@ -2,6 +2,7 @@
 
 import type * as nodeFs from 'node:fs';
 import git from './isomorphic-git.js';
+import { checkRefName } from './url.js';
 
 export interface RepoHandle {
   fs: typeof nodeFs;
@@ -32,6 +33,61 @@ export async function findCommit(repo: RepoHandle, ref: string): Promise<string 
     return oid;
   } catch {
     return undefined;
+  }
+}
+
+export type RevisionResult = { commit: string } | { missing: 'name' | 'history' };
+
+/**
+ * The commit a revision names, as `git rev-parse` reads the common forms: a ref name (each name
+ * `refNames` gives is tried in order; annotated tags are peeled) or a full or abbreviated SHA,
+ * followed by any `~N` (N first parents back) and `^N` (the Nth parent) steps. `missing` says
+ * whether the name itself is unknown or the history stops short (a shallow repository).
+ */
+export async function resolveRevision(repo: RepoHandle, revision: string, refNames: (name: string) => string[]): Promise<RevisionResult> {
+  const match = /^(.*?)((?:[~^]\d*)*)$/.exec(revision.trim());
+  const name = match?.[1] ?? '';
+  const steps = match?.[2]?.match(/[~^]\d*/g) ?? [];
+  if (name.length === 0) return { missing: 'name' };
+  const location = { fs: repo.fs, ...(repo.dir ? { dir: repo.dir } : {}), ...(repo.gitdir ? { gitdir: repo.gitdir } : {}), cache: repo.cache };
+  const readCommit = async (oid: string) => (await git.readCommit({ ...location, oid }).catch(() => undefined))?.commit;
+
+  let oid: string | undefined;
+  if (isRefName(name)) {
+    for (const ref of refNames(name)) {
+      const target = await git.resolveRef({ ...location, ref }).catch(() => undefined);
+      // readCommit peels an annotated tag to its commit.
+      oid = target ? (await git.readCommit({ ...location, oid: target }).catch(() => undefined))?.oid : undefined;
+      if (oid) break;
+    }
+  }
+  oid ??= await findCommit(repo, name);
+  if (oid === undefined) return { missing: /^[0-9a-f]{4,40}$/i.test(name) ? 'history' : 'name' };
+
+  let commit: string = oid;
+  for (const step of steps) {
+    const n = step.length > 1 ? Number(step.slice(1)) : 1;
+    // `~N` walks N first parents; `^N` takes the Nth parent (`^0` is the commit itself).
+    const walk = step[0] === '~' ? Array.from({ length: n }, () => 1) : n === 0 ? [] : [n];
+    for (const parentIndex of walk) {
+      const parent: string | undefined = (await readCommit(commit))?.parent[parentIndex - 1];
+      // No such parent (past the root commit): the revision names nothing. A parent the
+      // repository lacks: the history stops short of it (shallow).
+      if (parent === undefined) return { missing: 'name' };
+      if ((await readCommit(parent)) === undefined) return { missing: 'history' };
+      commit = parent;
+    }
+  }
+  return { commit };
+}
+
+/** A name `git check-ref-format` would accept (HEAD included): never a path out of the repository. */
+function isRefName(name: string): boolean {
+  try {
+    checkRefName(name);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -155,4 +155,31 @@ describe('git source: local directory', () => {
     expect(sub.repository.fullName).toBe('apps');
     expect(await sub.changedFilesSince(base, ctx)).toEqual(['api/main.go', 'web/index.js']);
   });
+
+  it('takes the base as git rev-parse would: branches, tags, remote branches, HEAD~N and ^N', async () => {
+    const t = await temp();
+    const repo = await workRepo(t);
+    const root = repo.commit({ 'a.txt': '1' }, 'root');
+    repo.git(['tag', '-a', '-m', 'release', 'v1']);
+    repo.git(['update-ref', 'refs/remotes/origin/main', root]);
+    repo.git(['checkout', '-q', '-b', 'topic']);
+    const onTopic = repo.commit({ 'topic.txt': 't' }, 'topic');
+    repo.git(['checkout', '-q', 'main']);
+    repo.commit({ 'b.txt': '2' }, 'second');
+    repo.git(['merge', '-q', '--no-ff', '-m', 'merge topic', 'topic']);
+    const merged = await checkout(repo.dir);
+
+    const sinceRoot = ['b.txt', 'topic.txt'];
+    for (const base of [root, root.slice(0, 7), 'v1', 'refs/tags/v1', 'origin/main', 'HEAD~2', 'HEAD^1^', 'main~1~1', 'HEAD^^', 'HEAD~2^0']) {
+      expect(await merged.changedFilesSince(base, ctx), base).toEqual(sinceRoot);
+    }
+    expect(await merged.changedFilesSince('HEAD^2', ctx)).toEqual(['b.txt']); // the merged topic's side
+    expect(await merged.changedFilesSince('topic', ctx)).toEqual(['b.txt']);
+    expect(onTopic).toBe(repo.git(['rev-parse', 'HEAD^2']));
+    expect(await merged.changedFilesSince('HEAD', ctx)).toEqual([]);
+    // Nothing there: every project counts as affected.
+    for (const base of ['HEAD~9', 'HEAD^3', 'no-such-branch', 'main~x', '../../etc/passwd', '']) {
+      expect(await merged.changedFilesSince(base, ctx), base).toBeUndefined();
+    }
+  });
 });

@@ -82,18 +82,33 @@ describe('GitService (isomorphic-git mirrors)', () => {
     expect(again.lines[0]).toBe(`fetching ${url}`);
   });
 
-  it('fetches history on demand: a commit older than the shallow mirror, and ensureCommit for a base', async () => {
+  it('fetches history on demand: a commit older than the shallow mirror, and the base of a change as a revision', async () => {
     const git = service('wd-shallow', 1);
     const url = server.url('acme/svc');
+    const head = work.git(['rev-parse', 'main']);
+    const parent = work.git(['rev-parse', 'main~1']);
     await git.syncRepository(url, 'main', context());
-    const shallow = readdirSync(git.localPath(url)).includes('shallow');
-    expect(shallow).toBe(true);
+    expect(readdirSync(git.localPath(url))).toContain('shallow');
 
+    // Names the mirror knows, without fetching anything.
+    const quiet = context();
+    expect(await git.resolveCommit(url, 'main', quiet)).toBe(head);
+    expect(await git.resolveCommit(url, 'origin/main', quiet)).toBe(head);
+    expect(await git.resolveCommit(url, 'refs/heads/main', quiet)).toBe(head);
+    expect(await git.resolveCommit(url, 'HEAD', quiet)).toBe(head);
+    expect(await git.resolveCommit(url, 'v1', quiet)).toBe(first);
+    // A name it does not know is not worth fetching the whole history for.
+    expect(await git.resolveCommit(url, 'no-such-branch~1', quiet)).toBeUndefined();
+    expect(await git.resolveCommit(url, '../../config', quiet)).toBeUndefined();
+    expect(quiet.lines).toEqual([]);
+
+    // Beyond the shallow boundary: deepened on demand.
     const ctx = context();
-    expect(await git.ensureCommit(url, second, ctx)).toBe(true);
+    expect(await git.resolveCommit(url, 'main~1', ctx)).toBe(parent);
     expect(ctx.lines.some((l) => l.startsWith('deepening by 500 commits:'))).toBe(true);
-    expect(await git.ensureCommit(url, 'f'.repeat(40), context())).toBe(false);
-    expect(await git.ensureCommit(url, 'not-a-sha', context())).toBe(false);
+    expect(await git.resolveCommit(url, parent.slice(0, 8), context())).toBe(parent);
+    expect(await git.resolveCommit(url, 'main~40', context())).toBeUndefined();
+    expect(await git.resolveCommit(url, 'f'.repeat(40), context())).toBeUndefined();
 
     const deep = service('wd-shallow-sha', 1);
     expect(await deep.syncRepository(url, second.slice(0, 10), context())).toMatchObject({ commit: second, ref: second });
@@ -111,7 +126,7 @@ describe('GitService (isomorphic-git mirrors)', () => {
       const missing = await git.syncRepository(url, 'no-such-branch', context()).catch((e: unknown) => e);
       expect(missing).toBeInstanceOf(ServiceUnavailableError);
       expect((missing as Error).message).toMatch(/is unreachable .* and its mirror has no ref no-such-branch$/);
-      expect(await git.ensureCommit(url, 'e'.repeat(40), context())).toBe(false);
+      expect(await git.resolveCommit(url, 'e'.repeat(40), context())).toBeUndefined();
     } finally {
       await server.restart();
     }

@@ -69,7 +69,7 @@ export function parseBuildArgs(values: string[] = []): Record<string, string> {
 }
 
 export async function buildCommand(sourceArg: string, options: BuildOptions, io: CliIO): Promise<ExitCodeValue> {
-  if (options.affected && !options.base) throw new UsageError('--affected needs --base SHA (the commit to compare with)');
+  if (options.affected && !options.base) throw new UsageError('--affected needs --base REV: the commit to compare with (a SHA, a branch such as origin/main, or HEAD~1)');
   if (options.base && !options.affected) throw new UsageError('--base is only used with --affected');
   const source = parseSource(sourceArg, options.ref, io.cwd);
   const buildArgs = parseBuildArgs(options.buildArg);
