@@ -125,6 +125,8 @@ describe('oci-build build <git-url>', () => {
       const missing = await build([url, '--ref', 'release/9']);
       expect(missing.code).toBe(3);
       expect(missing.stderr).toMatch(/is unreachable \(.*\) and its mirror has no ref release\/9/);
+      // Listed under its repository all the same, the URL without the token.
+      expect(missing.record?.repository).toEqual({ fullName: 'acme/sample-go-repo', cloneUrl: server.url('acme/sample-go-repo') });
     } finally {
       await server.restart();
     }

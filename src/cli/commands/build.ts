@@ -7,6 +7,7 @@ import { runPipeline } from '../../core/pipeline.js';
 import type { BuildLog, LogStore } from '../../core/ports.js';
 import type { BuildJob, JobSource } from '../../core/types.js';
 import { createLocalStores, createPipelineAdapters } from '../../compose.js';
+import { parseRemoteUrl } from '../../git/url.js';
 import { newBuildId } from '../../store/file-build-store.js';
 import { colorEnabled, createReporter, interactiveEnabled, type TerminalReporter } from '../render/reporter.js';
 import { renderSummary } from '../render/summary.js';
@@ -58,6 +59,19 @@ export function parseSource(source: string, ref: string | undefined, cwd: string
   return { kind: 'local', path };
 }
 
+/**
+ * The repository's name and credential-free URL, known before the source phase: a build that fails
+ * to fetch is still listed under its repository. A URL the source phase will refuse names nothing.
+ */
+function remoteNames(url: string): Pick<BuildJob, 'repository'> {
+  try {
+    const { fullName, cloneUrl } = parseRemoteUrl(url);
+    return { repository: { fullName, cloneUrl } };
+  } catch {
+    return {};
+  }
+}
+
 export function parseBuildArgs(values: string[] = []): Record<string, string> {
   const args: Record<string, string> = {};
   for (const value of values) {
@@ -95,6 +109,7 @@ export async function buildCommand(sourceArg: string, options: BuildOptions, io:
     id: newBuildId(new Date()),
     trigger: 'cli',
     source,
+    ...(source.kind === 'git' ? remoteNames(source.url) : {}),
     ...(options.project?.length ? { projects: options.project } : {}),
     ...(options.affected && options.base ? { affectedBase: options.base } : {}),
     ...(noImage ? { noImage: true } : {}),
