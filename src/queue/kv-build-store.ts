@@ -2,18 +2,33 @@
 // Status lives in NATS, not on a worker, so it survives any worker restart and every `serve`
 // replica answers the same.
 
-import type { KvEntry } from 'nats';
+import { DeliverPolicy, type KvEntry } from 'nats';
 import type { BuildListFilter, BuildStore } from '../core/ports.js';
 import { isFinalStatus, type BuildRecord } from '../core/types.js';
 import { buildKey } from './job-queue.js';
 import { JetStreamPublishError, WRONG_LAST_SEQUENCE } from './js-publisher.js';
 import { natsUnavailable, type NatsContext } from './nats.js';
 
-/** How many records list() reads at once. */
-const READ_PARALLELISM = 32;
+/** Messages list() asks the server for at a time. */
+const LIST_BATCH = 512;
+/** The header of a KV delete or purge marker (nats.js's kvOperationHdr). */
+const KV_OPERATION_HEADER = 'KV-Operation';
+
+export interface KvListOptions {
+  /** The recent windows list() tries before reading everything, shortest first. */
+  windowsMs: number[];
+  /** How far the writers' clocks may be ahead of the NATS server's. */
+  clockSkewMs: number;
+}
+
+const HOUR_MS = 60 * 60 * 1000;
+export const DEFAULT_LIST_OPTIONS: KvListOptions = { windowsMs: [HOUR_MS, 24 * HOUR_MS, 7 * 24 * HOUR_MS], clockSkewMs: 5 * 60 * 1000 };
 
 export class KvBuildStore implements BuildStore {
-  constructor(private readonly ctx: NatsContext) {}
+  constructor(
+    private readonly ctx: NatsContext,
+    private readonly listOptions: KvListOptions = DEFAULT_LIST_OPTIONS,
+  ) {}
 
   async put(record: BuildRecord): Promise<void> {
     try {
@@ -74,24 +89,68 @@ export class KvBuildStore implements BuildStore {
     }
   }
 
-  /** Newest first by createdAt, filtered by repository full name, branch and status. */
+  /**
+   * Newest first by createdAt, filtered by repository full name, branch and status.
+   *
+   * A listing with a limit reads only the records written in a recent window (1 hour, then a day,
+   * then a week, then everything) and stops at the first window that must hold the answer: the
+   * bucket keeps one revision per build, in write order, and a build is written no earlier than it
+   * was created, so every build created after the window opened is in it. When the `limit`-th
+   * newest matching record was created inside the window (less a margin for clock skew between
+   * the writer and the NATS server), nothing outside can be newer.
+   */
   async list(filter: BuildListFilter = {}): Promise<BuildRecord[]> {
-    const records: BuildRecord[] = [];
+    const limit = filter.limit !== undefined && filter.limit >= 0 ? filter.limit : undefined;
+    const windows: Array<number | undefined> = limit === undefined ? [undefined] : [...this.listOptions.windowsMs, undefined];
+    for (const windowMs of windows) {
+      const since = windowMs === undefined ? undefined : Date.now() - windowMs;
+      const matching = (await this.readRecords(since)).filter((record) => matches(record, filter));
+      matching.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.id < b.id ? 1 : -1));
+      if (since === undefined) return limit === undefined ? matching : matching.slice(0, limit);
+      const last = matching[limit! - 1];
+      if (limit === 0 || (last && Date.parse(last.createdAt) >= since + this.listOptions.clockSkewMs)) return matching.slice(0, limit);
+    }
+    return [];
+  }
+
+  /**
+   * Every record written at or after `since` (ms since the epoch, NATS server time), or every
+   * record: one ordered consumer streams the bucket's messages, no request per key.
+   */
+  private async readRecords(since: number | undefined): Promise<BuildRecord[]> {
+    const bucket = this.ctx.config.statusBucket;
+    const prefix = `$KV.${bucket}.`;
+    const records = new Map<string, BuildRecord>();
     try {
-      const keys: string[] = [];
-      for await (const key of await this.ctx.kv.keys('build.>')) keys.push(key);
-      for (let i = 0; i < keys.length; i += READ_PARALLELISM) {
-        const entries = await Promise.all(keys.slice(i, i + READ_PARALLELISM).map((k) => this.ctx.kv.get(k)));
-        for (const entry of entries) {
-          const record = recordOf(entry);
-          if (record && matches(record, filter)) records.push(record);
+      const consumer = await this.ctx.js.consumers.get(`KV_${bucket}`, {
+        // One subject as a string: a list needs nats-server 2.10 (Debian 12 ships 2.9).
+        filterSubjects: `${prefix}build.>`,
+        inactive_threshold: 30_000,
+        // Without a start time: from the first message (nats.js starts at sequence 1).
+        ...(since === undefined ? {} : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(since).toISOString() }),
+      });
+      try {
+        // Creates the (ephemeral, in-memory) consumer; consume() below reads through it.
+        const total = (await consumer.info(true)).num_pending;
+        let read = 0;
+        if (total > 0) {
+          for await (const message of await consumer.consume({ max_messages: LIST_BATCH })) {
+            read += 1;
+            const key = message.subject.slice(prefix.length);
+            const operation = message.headers?.get(KV_OPERATION_HEADER);
+            if (operation === 'DEL' || operation === 'PURGE' || message.data.length === 0) records.delete(key);
+            else records.set(key, message.json<BuildRecord>());
+            // Records written while we read come after: the ones there were at the start suffice.
+            if (message.info.pending === 0 || read >= total) break;
+          }
         }
+      } finally {
+        await consumer.delete().catch(() => undefined);
       }
     } catch (err) {
-      throw natsUnavailable(`Cannot list the builds in bucket ${this.ctx.config.statusBucket}`, err, this.ctx.config);
+      throw natsUnavailable(`Cannot list the builds in bucket ${bucket}`, err, this.ctx.config);
     }
-    records.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.id < b.id ? 1 : -1));
-    return filter.limit !== undefined && filter.limit >= 0 ? records.slice(0, filter.limit) : records;
+    return [...records.values()];
   }
 
   /**

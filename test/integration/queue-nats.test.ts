@@ -1,5 +1,6 @@
 // The NATS layer against a real nats-server (JetStream, temp store, free loopback port).
 
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RetentionPolicy, StorageType } from 'nats';
 import { ServiceUnavailableError } from '../../src/core/errors.js';
@@ -205,6 +206,84 @@ describe('KvBuildStore', () => {
     setTimeout(() => controller.abort(), 200);
     const seen = await collect(store.watch('never-written', controller.signal));
     expect(seen).toEqual([]);
+  });
+});
+
+describe('KvBuildStore.list over recent windows', () => {
+  it('reads further back when a record written earlier was created later than those of the window', async () => {
+    const bucketCtx = await connectNats({ ...natsConfig(), statusBucket: `list-window-${process.pid}` }, { name: 'list-window' });
+    try {
+      const store = new KvBuildStore(bucketCtx, { windowsMs: [50], clockSkewMs: 5 });
+      await store.put(record('early-write', { createdAt: new Date().toISOString() }));
+      await new Promise((r) => setTimeout(r, 120));
+      // Written now, but created (queued) long before: the window holds it, not the newest build.
+      await store.put(record('late-write', { createdAt: new Date(Date.now() - 60_000).toISOString() }));
+      expect((await store.list({ limit: 1 })).map((r) => r.id)).toEqual(['early-write']);
+      await store.put(record('newest', { createdAt: new Date().toISOString() }));
+      expect((await store.list({ limit: 2 })).map((r) => r.id)).toEqual(['newest', 'early-write']);
+    } finally {
+      await bucketCtx.jsm.streams.delete(`KV_${bucketCtx.config.statusBucket}`).catch(() => undefined);
+      await closeNats(bucketCtx);
+    }
+  });
+
+  it('property: with any writes, updates and deletes, a limited listing equals the newest records of the whole bucket', async () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('create' as const), repo: fc.constantFrom('acme/a', 'acme/b'), offsetMs: fc.oneof(fc.constantFrom(-3_000, -100, 0, 5), fc.integer({ min: -3_000, max: 5 })) }),
+      fc.record({ kind: fc.constant('update' as const), pick: fc.nat(), status: fc.constantFrom('running', 'succeeded', 'failed') }),
+      fc.record({ kind: fc.constant('delete' as const), pick: fc.nat() }),
+      fc.record({ kind: fc.constant('pause' as const), ms: fc.constantFrom(20, 60) }),
+    );
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 25 }), fc.integer({ min: 1, max: 6 }), async (ops, limit) => {
+        run += 1;
+        const bucketCtx = await connectNats({ ...natsConfig(), statusBucket: `list-prop-${process.pid}-${run}` }, { name: 'list-prop' });
+        try {
+          // Windows of 40 and 120 ms, a skew margin of 10 ms: the writes span several windows.
+          const store = new KvBuildStore(bucketCtx, { windowsMs: [40, 120], clockSkewMs: 10 });
+          const model = new Map<string, BuildRecord>();
+          let n = 0;
+          for (const o of ops) {
+            const ids = [...model.keys()];
+            if (o.kind === 'create') {
+              // Created up to 3 s before it is first written, or a few ms after (clock skew).
+              const created = record(`b${++n}`, {
+                createdAt: new Date(Date.now() + o.offsetMs).toISOString(),
+                repository: { fullName: o.repo, branch: 'main', commit: 'a'.repeat(40) },
+              });
+              model.set(created.id, created);
+              await store.put(created);
+            } else if (o.kind === 'update' && ids.length > 0) {
+              const updated = { ...model.get(ids[o.pick % ids.length]!)!, status: o.status };
+              model.set(updated.id, updated);
+              await store.put(updated);
+            } else if (o.kind === 'delete' && ids.length > 0) {
+              const id = ids[o.pick % ids.length]!;
+              model.delete(id);
+              await store.delete(id);
+            } else if (o.kind === 'pause') {
+              await new Promise((r) => setTimeout(r, o.ms));
+            }
+          }
+          const expected = (filter: (r: BuildRecord) => boolean) =>
+            [...model.values()]
+              .filter(filter)
+              .sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.id < b.id ? 1 : -1))
+              .map((r) => r.id);
+          expect((await store.list({ limit })).map((r) => r.id)).toEqual(expected(() => true).slice(0, limit));
+          expect((await store.list({ limit, repo: 'acme/b' })).map((r) => r.id)).toEqual(expected((r) => r.repository.fullName === 'acme/b').slice(0, limit));
+          expect((await store.list({ limit, status: 'failed' })).map((r) => r.id)).toEqual(expected((r) => r.status === 'failed').slice(0, limit));
+          expect((await store.list()).map((r) => r.id)).toEqual(expected(() => true));
+          // Every listing removed its consumer.
+          expect((await bucketCtx.jsm.consumers.list(`KV_${bucketCtx.config.statusBucket}`).next()).length).toBe(0);
+        } finally {
+          await bucketCtx.jsm.streams.delete(`KV_${bucketCtx.config.statusBucket}`).catch(() => undefined);
+          await closeNats(bucketCtx);
+        }
+      }),
+      { numRuns: 30 },
+    );
   });
 });
 
