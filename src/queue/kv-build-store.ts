@@ -3,6 +3,7 @@
 // replica answers the same.
 
 import { DeliverPolicy, type KvEntry } from 'nats';
+import { matchesBuildFilter, newestFirst } from '../core/build-list.js';
 import type { BuildListFilter, BuildStore } from '../core/ports.js';
 import { isFinalStatus, type BuildRecord } from '../core/types.js';
 import { buildKey } from './job-queue.js';
@@ -104,8 +105,8 @@ export class KvBuildStore implements BuildStore {
     const windows: Array<number | undefined> = limit === undefined ? [undefined] : [...this.listOptions.windowsMs, undefined];
     for (const windowMs of windows) {
       const since = windowMs === undefined ? undefined : Date.now() - windowMs;
-      const matching = (await this.readRecords(since)).filter((record) => matches(record, filter));
-      matching.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.id < b.id ? 1 : -1));
+      const matching = (await this.readRecords(since)).filter((record) => matchesBuildFilter(record, filter));
+      matching.sort(newestFirst);
       if (since === undefined) return limit === undefined ? matching : matching.slice(0, limit);
       const last = matching[limit! - 1];
       if (limit === 0 || (last && Date.parse(last.createdAt) >= since + this.listOptions.clockSkewMs)) return matching.slice(0, limit);
@@ -184,11 +185,4 @@ export class KvBuildStore implements BuildStore {
 function recordOf(entry: KvEntry | null): BuildRecord | undefined {
   if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
   return entry.json<BuildRecord>();
-}
-
-function matches(record: BuildRecord, filter: BuildListFilter): boolean {
-  if (filter.repo && record.repository.fullName.toLowerCase() !== filter.repo.toLowerCase()) return false;
-  if (filter.branch && record.repository.branch !== filter.branch) return false;
-  if (filter.status && record.status !== filter.status) return false;
-  return true;
 }

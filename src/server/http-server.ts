@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Config } from '../config/config.js';
 import { ConfigError, InputError, ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
+import { newestFirst } from '../core/build-list.js';
 import { initialRecord } from '../core/pipeline.js';
 import type { BuildListFilter } from '../core/ports.js';
 import type { BuildRecord, JobStatus } from '../core/types.js';
@@ -393,7 +394,7 @@ class ServeApp {
     const branch = query.get('branch');
     if (branch) filter.branch = branch;
     const builds = await this.queue(() => this.deps.intake.list(filter));
-    builds.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+    builds.sort(newestFirst);
     return sendJson(res, 200, { builds: builds.slice(0, filter.limit) });
   }
 

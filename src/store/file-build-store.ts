@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError, OciBuildError } from '../core/errors.js';
+import { matchesBuildFilter, newestFirst } from '../core/build-list.js';
 import type { BuildListFilter, BuildStore } from '../core/ports.js';
 import type { BuildRecord } from '../core/types.js';
 
@@ -108,7 +109,7 @@ export class FileBuildStore implements BuildStore {
     const records: BuildRecord[] = [];
     for (let i = 0; i < ids.length; i += READ_BATCH) {
       const batch = await Promise.all(ids.slice(i, i + READ_BATCH).map((id) => this.readForList(id)));
-      for (const record of batch) if (record && matches(record, filter)) records.push(record);
+      for (const record of batch) if (record && matchesBuildFilter(record, filter)) records.push(record);
     }
     records.sort(newestFirst);
     return filter.limit !== undefined ? records.slice(0, filter.limit) : records;
@@ -139,25 +140,6 @@ function looksLikeRecord(value: unknown): value is BuildRecord {
     Array.isArray(r.phases) &&
     Array.isArray(r.images)
   );
-}
-
-function matches(record: BuildRecord, filter: BuildListFilter): boolean {
-  // GitHub treats owner/name case-insensitively; so does the filter.
-  if (filter.repo !== undefined && record.repository?.fullName?.toLowerCase() !== filter.repo.toLowerCase()) return false;
-  if (filter.branch !== undefined && record.repository?.branch !== filter.branch) return false;
-  if (filter.status !== undefined && record.status !== filter.status) return false;
-  return true;
-}
-
-function newestFirst(a: BuildRecord, b: BuildRecord): number {
-  const diff = timeOf(b.createdAt) - timeOf(a.createdAt);
-  if (diff !== 0) return diff;
-  return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
-}
-
-function timeOf(iso: string): number {
-  const t = Date.parse(iso);
-  return Number.isNaN(t) ? 0 : t;
 }
 
 /** Makes the rename itself durable. Some filesystems refuse fsync on a directory: that is fine. */

@@ -13,6 +13,7 @@ import type {
   SourceProvider,
 } from '../../src/core/ports.js';
 import type { BuildRecord, PhaseMetric, ProjectBuildOutcome, Workspace } from '../../src/core/types.js';
+import { matchesBuildFilter, newestFirst } from '../../src/core/build-list.js';
 
 export class MemoryBuildStore implements BuildStore {
   readonly records = new Map<string, BuildRecord>();
@@ -27,8 +28,8 @@ export class MemoryBuildStore implements BuildStore {
   }
   async list(filter: BuildListFilter = {}) {
     return [...this.records.values()]
-      .filter((r) => (!filter.repo || r.repository.fullName === filter.repo) && (!filter.branch || r.repository.branch === filter.branch) && (!filter.status || r.status === filter.status))
-      .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
+      .filter((r) => matchesBuildFilter(r, filter))
+      .sort(newestFirst)
       .slice(0, filter.limit ?? 20);
   }
 }
