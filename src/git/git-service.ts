@@ -18,6 +18,7 @@ import type { Config } from '../config/config.js';
 import { withLock } from './lock.js';
 import { FULL_DEPTH, Mirror } from './mirror.js';
 import { RemoteFetchFailure, retryTransient, secretMasker, type RemoteFailure } from './remote-errors.js';
+import { looksLikeSha } from './tree-diff.js';
 import { checkRefName, mirrorLockPath, mirrorPath, parseRemoteUrl, type RemoteCredentials, type RemoteLocation } from './url.js';
 
 export interface GitServiceOptions {
@@ -33,8 +34,6 @@ export interface GitServiceOptions {
 export interface MirrorSync extends SyncedRepository {
   mirror: Mirror;
 }
-
-const COMMIT_PREFIX = /^[0-9a-f]{4,40}$/i;
 
 /** One remote as the service handles it: where its mirror is, and how to speak to it. */
 interface Remote {
@@ -82,7 +81,7 @@ export class MirrorGitService implements GitService {
         }
         if (failure && !state) await fs.promises.rm(remote.gitdir, { recursive: true, force: true });
         let wanted = await mirror.resolve(ref);
-        if (!wanted && !failure && ref !== undefined && COMMIT_PREFIX.test(ref)) {
+        if (!wanted && !failure && ref !== undefined && looksLikeSha(ref)) {
           // An older commit than the shallow history holds: fetch more of it.
           failure = await this.deepenUntil(remote, async () => (wanted = await mirror.resolve(ref)) !== undefined, ctx);
         }
@@ -126,21 +125,24 @@ export class MirrorGitService implements GitService {
     let result = await mirror.resolveRevision(revision);
     // A name the mirror does not know stays unknown: only a SHA or a walk past the shallow
     // boundary can be found by fetching more history.
-    if ('commit' in result || result.missing === 'name') return 'commit' in result ? result.commit : undefined;
-    try {
-      await withLock(
-        remote.lockPath,
-        async () => {
-          const failure = await this.deepenUntil(remote, async () => 'commit' in (result = await mirror.resolveRevision(revision)), ctx);
-          if (failure) ctx.log.write(remote.mask(`could not deepen ${remote.url} to find ${revision} (${failure.message})`), 'system');
-        },
-        { signal: ctx.signal },
-      );
-    } catch (err) {
-      // Best effort: a remote that refuses or fails only means the commit stays unknown.
-      if (!(err instanceof OciBuildError) || err instanceof GitAuthError) throw err;
+    if (!('commit' in result) && result.missing === 'history') {
+      try {
+        await withLock(
+          remote.lockPath,
+          async () => {
+            // Another build may have deepened the mirror while this one waited for the lock.
+            const found = async () => 'commit' in (result = await mirror.resolveRevision(revision));
+            if (await found()) return;
+            const failure = await this.deepenUntil(remote, found, ctx);
+            if (failure) ctx.log.write(remote.mask(`could not deepen ${remote.url} to find ${revision} (${failure.message})`), 'system');
+          },
+          { signal: ctx.signal },
+        );
+      } catch (err) {
+        // Best effort: a remote that refuses or fails only means the commit stays unknown.
+        if (!(err instanceof OciBuildError) || err instanceof GitAuthError) throw err;
+      }
     }
-    result = await mirror.resolveRevision(revision);
     return 'commit' in result ? result.commit : undefined;
   }
 

@@ -2,7 +2,7 @@
 
 import type * as nodeFs from 'node:fs';
 import git from './isomorphic-git.js';
-import { checkRefName } from './url.js';
+import { isGitRefName } from './url.js';
 
 export interface RepoHandle {
   fs: typeof nodeFs;
@@ -13,6 +13,17 @@ export interface RepoHandle {
 }
 
 const NULL_COMMIT = /^0+$/;
+const SHA_PREFIX = /^[0-9a-f]{4,40}$/i;
+
+/** Could name a commit by its SHA: 4 to 40 hex digits. */
+export function looksLikeSha(text: string): boolean {
+  return SHA_PREFIX.test(text);
+}
+
+/** The repository as isomorphic-git's commands take it. */
+function locationOf(repo: RepoHandle) {
+  return { fs: repo.fs, ...(repo.dir ? { dir: repo.dir } : {}), ...(repo.gitdir ? { gitdir: repo.gitdir } : {}), cache: repo.cache };
+}
 
 export function isNullCommit(sha: string): boolean {
   return sha.length === 0 || NULL_COMMIT.test(sha);
@@ -20,8 +31,8 @@ export function isNullCommit(sha: string): boolean {
 
 /** The full oid of commit `ref` (full or abbreviated SHA) in the repository, or undefined. */
 export async function findCommit(repo: RepoHandle, ref: string): Promise<string | undefined> {
-  if (!/^[0-9a-f]{4,40}$/i.test(ref)) return undefined;
-  const location = { fs: repo.fs, ...(repo.dir ? { dir: repo.dir } : {}), ...(repo.gitdir ? { gitdir: repo.gitdir } : {}), cache: repo.cache };
+  if (!looksLikeSha(ref)) return undefined;
+  const location = locationOf(repo);
   let oid: string;
   try {
     oid = ref.length === 40 ? ref.toLowerCase() : await git.expandOid({ ...location, oid: ref.toLowerCase() });
@@ -49,46 +60,39 @@ export async function resolveRevision(repo: RepoHandle, revision: string, refNam
   const name = match?.[1] ?? '';
   const steps = match?.[2]?.match(/[~^]\d*/g) ?? [];
   if (name.length === 0) return { missing: 'name' };
-  const location = { fs: repo.fs, ...(repo.dir ? { dir: repo.dir } : {}), ...(repo.gitdir ? { gitdir: repo.gitdir } : {}), cache: repo.cache };
-  const readCommit = async (oid: string) => (await git.readCommit({ ...location, oid }).catch(() => undefined))?.commit;
+  const location = locationOf(repo);
+  // The commit `oid` names (an annotated tag peeled), or undefined when the repository lacks it.
+  const read = (oid: string) => git.readCommit({ ...location, oid }).catch(() => undefined);
 
-  let oid: string | undefined;
-  if (isRefName(name)) {
+  let current: Awaited<ReturnType<typeof read>>;
+  if (isGitRefName(name)) {
     for (const ref of refNames(name)) {
       const target = await git.resolveRef({ ...location, ref }).catch(() => undefined);
-      // readCommit peels an annotated tag to its commit.
-      oid = target ? (await git.readCommit({ ...location, oid: target }).catch(() => undefined))?.oid : undefined;
-      if (oid) break;
+      current = target ? await read(target) : undefined;
+      if (current) break;
     }
   }
-  oid ??= await findCommit(repo, name);
-  if (oid === undefined) return { missing: /^[0-9a-f]{4,40}$/i.test(name) ? 'history' : 'name' };
+  if (!current) {
+    const oid = await findCommit(repo, name);
+    current = oid ? await read(oid) : undefined;
+  }
+  if (!current) return { missing: looksLikeSha(name) ? 'history' : 'name' };
 
-  let commit: string = oid;
   for (const step of steps) {
     const n = step.length > 1 ? Number(step.slice(1)) : 1;
     // `~N` walks N first parents; `^N` takes the Nth parent (`^0` is the commit itself).
     const walk = step[0] === '~' ? Array.from({ length: n }, () => 1) : n === 0 ? [] : [n];
     for (const parentIndex of walk) {
-      const parent: string | undefined = (await readCommit(commit))?.parent[parentIndex - 1];
+      const parent: string | undefined = current.commit.parent[parentIndex - 1];
       // No such parent (past the root commit): the revision names nothing. A parent the
       // repository lacks: the history stops short of it (shallow).
       if (parent === undefined) return { missing: 'name' };
-      if ((await readCommit(parent)) === undefined) return { missing: 'history' };
-      commit = parent;
+      const next = await read(parent);
+      if (!next) return { missing: 'history' };
+      current = next;
     }
   }
-  return { commit };
-}
-
-/** A name `git check-ref-format` would accept (HEAD included): never a path out of the repository. */
-function isRefName(name: string): boolean {
-  try {
-    checkRefName(name);
-    return true;
-  } catch {
-    return false;
-  }
+  return { commit: current.oid };
 }
 
 /**
@@ -98,7 +102,7 @@ function isRefName(name: string): boolean {
 export async function changedFilesBetween(repo: RepoHandle, base: string, commit: string): Promise<string[] | undefined> {
   const baseOid = await findCommit(repo, base);
   if (baseOid === undefined) return undefined;
-  const location = { fs: repo.fs, ...(repo.dir ? { dir: repo.dir } : {}), ...(repo.gitdir ? { gitdir: repo.gitdir } : {}), cache: repo.cache };
+  const location = locationOf(repo);
   const changed: string[] = await git.walk({
     ...location,
     trees: [git.TREE({ ref: baseOid }), git.TREE({ ref: commit })],

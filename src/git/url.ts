@@ -142,23 +142,32 @@ export function worktreeName(buildId: string): string {
   return cleaned;
 }
 
-/** Refs as `git check-ref-format` allows them, minus anything that could walk out of refs/. */
-export function checkRefName(ref: string): void {
-  const bad =
-    ref.length === 0 ||
-    ref.length > 255 ||
+/**
+ * A branch, tag or ref name as `git check-ref-format` allows it: no control characters, spaces,
+ * `~^:?*[\`, `..`, `//`, `@{`, nor `@` alone; no leading `-` or `/`, no trailing `/` or `.`; no
+ * component starting with `.` or ending with `.lock`. Such a name never walks out of refs/.
+ */
+export function isGitRefName(name: string): boolean {
+  return !(
+    name.length === 0 ||
+    name.length > 255 ||
     // eslint-disable-next-line no-control-regex
-    /[\u0000-\u0020\u007f~^:?*[\\]/.test(ref) ||
-    ref.includes('..') ||
-    ref.includes('//') ||
-    ref.includes('@{') ||
-    ref.startsWith('/') ||
-    ref.startsWith('-') ||
-    ref.endsWith('/') ||
-    ref.endsWith('.') ||
-    ref.endsWith('.lock') ||
-    ref.split('/').some((segment) => segment.startsWith('.'));
-  if (bad) {
+    /[\u0000-\u0020\u007f~^:?*[\\]/.test(name) ||
+    name.includes('..') ||
+    name.includes('//') ||
+    name.includes('@{') ||
+    name === '@' ||
+    name.startsWith('/') ||
+    name.startsWith('-') ||
+    name.endsWith('/') ||
+    name.endsWith('.') ||
+    name.split('/').some((segment) => segment.startsWith('.') || segment.endsWith('.lock'))
+  );
+}
+
+/** Throws InputError unless `ref` is a valid Git ref name (see isGitRefName). */
+export function checkRefName(ref: string): void {
+  if (!isGitRefName(ref)) {
     throw new InputError(`${JSON.stringify(ref)} is not a valid Git ref`, {
       hint: 'Give a branch (main, refs/heads/main), a tag (v1.2.0, refs/tags/v1.2.0) or a commit SHA (full or at least 4 hex digits).',
     });

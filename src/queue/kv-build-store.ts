@@ -102,16 +102,17 @@ export class KvBuildStore implements BuildStore {
    */
   async list(filter: BuildListFilter = {}): Promise<BuildRecord[]> {
     const limit = filter.limit !== undefined && filter.limit >= 0 ? filter.limit : undefined;
-    const windows: Array<number | undefined> = limit === undefined ? [undefined] : [...this.listOptions.windowsMs, undefined];
-    for (const windowMs of windows) {
-      const since = windowMs === undefined ? undefined : Date.now() - windowMs;
-      const matching = (await this.readRecords(since)).filter((record) => matchesBuildFilter(record, filter));
-      matching.sort(newestFirst);
-      if (since === undefined) return limit === undefined ? matching : matching.slice(0, limit);
-      const last = matching[limit! - 1];
-      if (limit === 0 || (last && Date.parse(last.createdAt) >= since + this.listOptions.clockSkewMs)) return matching.slice(0, limit);
+    const matching = (records: BuildRecord[]) => records.filter((record) => matchesBuildFilter(record, filter)).sort(newestFirst);
+    if (limit === 0) return [];
+    if (limit !== undefined) {
+      for (const windowMs of this.listOptions.windowsMs) {
+        const since = Date.now() - windowMs;
+        const found = matching(await this.readRecords(since));
+        const last = found[limit - 1];
+        if (last && Date.parse(last.createdAt) >= since + this.listOptions.clockSkewMs) return found.slice(0, limit);
+      }
     }
-    return [];
+    return matching(await this.readRecords(undefined)).slice(0, limit);
   }
 
   /**

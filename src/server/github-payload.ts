@@ -4,6 +4,7 @@
 
 import { InputError } from '../core/errors.js';
 import type { BuildJob, ImageOptions, RepositoryInfo } from '../core/types.js';
+import { isGitRefName } from '../git/url.js';
 import type { BranchDecision } from './branch-filter.js';
 
 export const ZERO_SHA = '0000000000000000000000000000000000000000';
@@ -116,24 +117,9 @@ export function validateCloneUrl(value: unknown): string {
   return value as string;
 }
 
-/**
- * A branch or tag name from a ref, following git check-ref-format: no control characters, spaces,
- * `~^:?*[\`, `..`, `@{`, no leading `-`, no component starting with `.` or ending with `.lock`.
- */
+/** A branch or tag name from a ref, as `git check-ref-format` allows it (see isGitRefName). */
 export function validateRefName(name: string, ref: string): string {
-  const bad =
-    name.length === 0 ||
-    name.length > 255 ||
-    /[\x00-\x20\x7f~^:?*[\\]/.test(name) ||
-    name.includes('..') ||
-    name.includes('@{') ||
-    name === '@' ||
-    name.startsWith('-') ||
-    name.endsWith('/') ||
-    name.endsWith('.') ||
-    name.includes('//') ||
-    name.split('/').some((part) => part.startsWith('.') || part.endsWith('.lock'));
-  if (bad) throw new InputError(`The push payload's ref ${JSON.stringify(ref).slice(0, 300)} is not a valid Git ref name`);
+  if (!isGitRefName(name)) throw new InputError(`The push payload's ref ${JSON.stringify(ref).slice(0, 300)} is not a valid Git ref name`);
   return name;
 }
 
