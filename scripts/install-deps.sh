@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  buildah skopeo uidmap nats-server docker-registry golang-go busybox-static git maven openjdk-17-jdk-headless
+  buildah skopeo uidmap bubblewrap nats-server docker-registry golang-go busybox-static git maven openjdk-17-jdk-headless
   libmaven-compiler-plugin-java libmaven-jar-plugin-java libmaven-resources-plugin-java libsurefire-java
 )
 

@@ -18,6 +18,7 @@ const require = createRequire(import.meta.url);
 
 export interface ValidationError {
   instancePath: string;
+  schemaPath?: string;
   message?: string;
   params: Record<string, unknown>;
   keyword: string;

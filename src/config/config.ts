@@ -6,11 +6,13 @@ import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
+import { parseHostEntry } from '../core/hosts.js';
 import { configValidator, type ConfigValidator } from './config-validator.js';
 import { parseDuration } from './duration.js';
 
 export type StorageDriver = 'auto' | 'vfs' | 'overlay';
 export type Isolation = 'auto' | 'chroot' | 'oci' | 'rootless';
+export type SandboxMode = 'bubblewrap' | 'none';
 
 /** The configuration as written in a file, the environment or flags (durations as strings). */
 export interface RawConfig {
@@ -22,11 +24,20 @@ export interface RawConfig {
     webhookSecret?: string;
     apiTokens?: string[];
     maxBodyBytes?: number;
+    maxInflightBytes?: number;
+    allowedHosts?: string[];
     branches?: { include?: string[]; exclude?: string[] };
   };
   worker?: { concurrency?: number; maxDeliveries?: number; shutdownGrace?: string; cancelSuperseded?: boolean; name?: string };
-  build?: { timeout?: string; killGrace?: string; mavenOffline?: boolean; projects?: Record<string, { command?: string[] }> };
-  git?: { token?: string; depth?: number; retries?: number; retryDelay?: string; retryMaxDelay?: string };
+  build?: {
+    timeout?: string;
+    killGrace?: string;
+    mavenOffline?: boolean;
+    sandbox?: SandboxMode;
+    env?: Record<string, string>;
+    projects?: Record<string, { command?: string[] }>;
+  };
+  git?: { token?: string; tokenHosts?: string[]; depth?: number; retries?: number; retryDelay?: string; retryMaxDelay?: string };
   image?: {
     registry?: string;
     push?: boolean;
@@ -49,11 +60,20 @@ export interface Config {
     webhookSecret?: string;
     apiTokens: string[];
     maxBodyBytes: number;
+    maxInflightBytes: number;
+    allowedHosts: string[];
     branches: { include: string[]; exclude: string[] };
   };
   worker: { concurrency: number; maxDeliveries: number; shutdownGraceMs: number; cancelSuperseded: boolean; name?: string };
-  build: { timeoutMs: number; killGraceMs: number; mavenOffline?: boolean; projects: Record<string, { command?: string[] }> };
-  git: { token?: string; depth: number; retries: number; retryDelayMs: number; retryMaxDelayMs: number };
+  build: {
+    timeoutMs: number;
+    killGraceMs: number;
+    mavenOffline?: boolean;
+    sandbox: SandboxMode;
+    env: Record<string, string>;
+    projects: Record<string, { command?: string[] }>;
+  };
+  git: { token?: string; tokenHosts: string[]; depth: number; retries: number; retryDelayMs: number; retryMaxDelayMs: number };
   image: {
     registry?: string;
     push: boolean;
@@ -77,10 +97,18 @@ export const DEFAULTS = {
     statusBucket: 'oci-build-status',
     logStream: 'OCI_BUILD_LOGS',
   },
-  server: { host: '127.0.0.1', port: 8080, apiTokens: [], maxBodyBytes: 25 * 1024 * 1024, branches: { include: [], exclude: [] } },
+  server: {
+    host: '127.0.0.1',
+    port: 8080,
+    apiTokens: [],
+    maxBodyBytes: 25 * 1024 * 1024,
+    maxInflightBytes: 64 * 1024 * 1024,
+    allowedHosts: ['github.com'],
+    branches: { include: [], exclude: [] },
+  },
   worker: { concurrency: 1, maxDeliveries: 5, shutdownGrace: '5m', cancelSuperseded: true },
-  build: { timeout: '30m', killGrace: '10s', projects: {} },
-  git: { depth: 50, retries: 4, retryDelay: '500ms', retryMaxDelay: '10s' },
+  build: { timeout: '30m', killGrace: '10s', sandbox: 'bubblewrap', env: {}, projects: {} },
+  git: { tokenHosts: ['github.com'], depth: 50, retries: 4, retryDelay: '500ms', retryMaxDelay: '10s' },
   image: { push: false, tlsVerify: true, storageDriver: 'auto', isolation: 'auto' },
 } satisfies RawConfig;
 
@@ -192,6 +220,7 @@ export function parseConfig(sources: ConfigSources & { fileData?: unknown }): Co
   for (const [label, layer] of layers) deepMerge(merged, layer, '', label, origin);
 
   validate(merged, origin, issues);
+  checkHostLists(merged, origin, issues);
   if (issues.length > 0) {
     throw new ConfigError(`Invalid configuration (${issues.length} problem${issues.length > 1 ? 's' : ''})`, issues, {
       hint: 'Fix the keys listed above; the documented defaults are in oci-build.config.yaml and the schema in schema/oci-build.config.schema.json.',
@@ -269,7 +298,13 @@ function validate(data: Record<string, unknown>, origin: Map<string, string>, is
   for (const error of validator.errors ?? []) {
     let path = error.instancePath.replace(/^\//, '').replace(/\//g, '.');
     let message = error.message ?? 'is invalid';
-    if (error.keyword === 'additionalProperties') {
+    // A bad key of a map (build.env) gives two errors, the key's pattern and `propertyNames`, which
+    // names the key: keep that one.
+    if (error.schemaPath?.includes('/propertyNames/')) continue;
+    if (error.keyword === 'propertyNames' && typeof error.params.propertyName === 'string') {
+      path = `${path}.${error.params.propertyName}`;
+      message = 'is not a valid name (letters, digits and _, not starting with a digit)';
+    } else if (error.keyword === 'additionalProperties') {
       const extra = String(error.params.additionalProperty);
       path = path ? `${path}.${extra}` : extra;
       message = 'unknown key';
@@ -282,6 +317,24 @@ function validate(data: Record<string, unknown>, origin: Map<string, string>, is
     }
     const source = sourceOf(path, origin);
     issues.push({ path: path || '(root)', message, ...(source ? { source } : {}) });
+  }
+}
+
+/** Host lists must parse as `host` or `host:port` (core/hosts.ts), beyond what the schema says. */
+function checkHostLists(data: Record<string, unknown>, origin: Map<string, string>, issues: ConfigIssue[]): void {
+  for (const path of ['server.allowedHosts', 'git.tokenHosts']) {
+    const [section, key] = path.split('.') as [string, string];
+    const list = (data[section] as Record<string, unknown> | undefined)?.[key];
+    if (!Array.isArray(list)) continue;
+    list.forEach((entry, index) => {
+      if (typeof entry !== 'string') return;
+      try {
+        parseHostEntry(entry);
+      } catch {
+        const source = sourceOf(path, origin);
+        issues.push({ path: `${path}.${index}`, message: `${JSON.stringify(entry)} is not a host or host:port`, ...(source ? { source } : {}) });
+      }
+    });
   }
 }
 
@@ -307,6 +360,8 @@ function compile(raw: RawConfig, sources: ConfigSources): Config {
       ...(raw.server?.webhookSecret ? { webhookSecret: raw.server.webhookSecret } : {}),
       apiTokens: raw.server?.apiTokens ?? [],
       maxBodyBytes: raw.server?.maxBodyBytes ?? d.server.maxBodyBytes,
+      maxInflightBytes: raw.server?.maxInflightBytes ?? d.server.maxInflightBytes,
+      allowedHosts: raw.server?.allowedHosts ?? d.server.allowedHosts,
       branches: { include: raw.server?.branches?.include ?? [], exclude: raw.server?.branches?.exclude ?? [] },
     },
     worker: {
@@ -320,10 +375,13 @@ function compile(raw: RawConfig, sources: ConfigSources): Config {
       timeoutMs: duration(raw.build?.timeout, d.build.timeout),
       killGraceMs: duration(raw.build?.killGrace, d.build.killGrace),
       ...(raw.build?.mavenOffline !== undefined ? { mavenOffline: raw.build.mavenOffline } : {}),
+      sandbox: raw.build?.sandbox ?? d.build.sandbox,
+      env: raw.build?.env ?? {},
       projects: raw.build?.projects ?? {},
     },
     git: {
       ...(raw.git?.token ? { token: raw.git.token } : {}),
+      tokenHosts: raw.git?.tokenHosts ?? d.git.tokenHosts,
       depth: raw.git?.depth ?? d.git.depth,
       retries: raw.git?.retries ?? d.git.retries,
       retryDelayMs: duration(raw.git?.retryDelay, d.git.retryDelay),

@@ -34,6 +34,29 @@ describe('configuration', () => {
     expect(config.image.registry).toBeUndefined();
   });
 
+  it('is hostile by default: builds sandboxed, tokens and clone URLs bound to github.com, intake memory capped', () => {
+    const config = parseConfig({ home });
+    expect(config.build.sandbox).toBe('bubblewrap');
+    expect(config.build.env).toEqual({});
+    expect(config.git.tokenHosts).toEqual(['github.com']);
+    expect(config.server.allowedHosts).toEqual(['github.com']);
+    expect(config.server.maxInflightBytes).toBe(64 * 1024 * 1024);
+  });
+
+  it('refuses host lists whose entries are not host or host:port, naming each', () => {
+    const issues = issuesOf(() =>
+      parseConfig({
+        env: { OCI_BUILD_GIT_TOKEN_HOSTS: 'github.com,https://evil.example/x', OCI_BUILD_SERVER_ALLOWED_HOSTS: 'user@github.com' },
+        fileData: { build: { env: { 'NOT A NAME': 'x' } } },
+        home,
+      }),
+    );
+    expect(issues.map((i) => i.path).sort()).toEqual(['build.env.NOT A NAME', 'git.tokenHosts.1', 'server.allowedHosts.0']);
+    expect(issues.find((i) => i.path === 'git.tokenHosts.1')).toMatchObject({ source: 'OCI_BUILD_GIT_TOKEN_HOSTS' });
+    const ok = parseConfig({ env: { OCI_BUILD_SERVER_ALLOWED_HOSTS: 'git.example.com:8443,[::1]:3000,127.0.0.1' }, home });
+    expect(ok.server.allowedHosts).toEqual(['git.example.com:8443', '[::1]:3000', '127.0.0.1']);
+  });
+
   it('the shipped oci-build.config.yaml is valid and changes nothing', async () => {
     const text = readFileSync(`${REPO_ROOT}/oci-build.config.yaml`, 'utf8');
     const fromFile = await loadConfig({ file: { path: 'oci-build.config.yaml', text }, home });
