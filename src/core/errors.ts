@@ -165,3 +165,11 @@ export function describeError(err: unknown): string {
 export function exitCodeOf(err: unknown): ExitCodeValue {
   return isOciBuildError(err) ? err.exitCode : ExitCode.BuildFailed;
 }
+
+/**
+ * A symbolic link in the tree being built leads outside it (a committed `dist -> /some/dir` would
+ * make the build write there). The repository is what is wrong: the job ends without a retry.
+ */
+export class UnsafeSymlinkError extends BuildFailedError {
+  override readonly code = 'E_UNSAFE_SYMLINK';
+}

@@ -8,6 +8,7 @@ import { InputError } from '../core/errors.js';
 import type { DetectOptions, PhaseContext, ProjectDetector } from '../core/ports.js';
 import type { Language, Project, Workspace } from '../core/types.js';
 import { dockerfileCandidates, findDockerfile, validateDockerfile } from './dockerfile.js';
+import { assertNoEscapingSymlinks } from './tree-symlinks.js';
 
 export interface ProjectOverride {
   command?: string[];
@@ -52,6 +53,9 @@ export function createProjectDetector(deps: ProjectDetectorDeps): ProjectDetecto
       if (!st?.isDirectory()) {
         throw new InputError(`The source ${root} is not a directory`, { hint: 'Pass the path of a checked-out repository.' });
       }
+      // Before anything runs in the tree (the Nx detector runs npm ci and nx): a link leading out of
+      // it would let a build, or buildah reading its context, act on what the link names.
+      await assertNoEscapingSymlinks(root);
       if (deps.nx && existsSync(join(root, 'nx.json'))) return deps.nx.detect(root, options, ctx);
 
       const found = await detectLanguage(root);
