@@ -181,10 +181,29 @@ export async function main(argv: string[], io: CliIO): Promise<ExitCodeValue> {
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end with a CommanderError too, with exit code 0.
-      return err.exitCode === 0 ? ExitCode.Success : ExitCode.Usage;
+      if (err.exitCode === 0) return ExitCode.Success;
+      // Commander has already printed its message on stderr.
+      if (wantsJson(argv)) writeJsonError(io, new UsageError(err.message.replace(/^error: /, '')).toJSON());
+      return ExitCode.Usage;
     }
+    if (wantsJson(argv)) writeJsonError(io, isOciBuildError(err) ? err.toJSON() : { name: 'Error', code: 'E_INTERNAL', message: err instanceof Error ? err.message : String(err) });
     return reportError(err, io);
   }
+}
+
+/** `--json` among the options (not after `--`): a script reads stdout, whatever went wrong. */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/**
+ * With --json, an error that ends the command before it has a result (bad usage, invalid config,
+ * a missing tool) is printed on stdout as `{"error": {name, code, message, hint?, details?}}`,
+ * so a CI step parsing stdout always gets JSON. The human message still goes to stderr.
+ */
+function writeJsonError(io: CliIO, error: Record<string, unknown>): void {
+  io.stdout.write(`${JSON.stringify({ error }, null, 2)}\n`);
 }
 
 /** Prints an error for a human: the message, the hint; a stack trace only for our own bugs. */

@@ -40,6 +40,27 @@ describe('oci-build', () => {
     expect(flag.code).toBe(2);
     expect(flag.stderr).toMatch(/unknown option/);
   });
+
+  it('with --json, a usage or config error is a JSON error object on stdout (exit 2), the message on stderr', async () => {
+    const flag = await runCli(['build', '--json', '--frobnicate'], { env });
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toMatch(/unknown option/);
+    const usage = JSON.parse(flag.stdout) as { error: { code: string; message: string } };
+    expect(usage.error.code).toBe('E_USAGE');
+    expect(usage.error.message).toMatch(/unknown option '--frobnicate'/);
+
+    const config = await runCli(['build', 'fixtures/sample-go-repo', '--json'], { env: { ...env, OCI_BUILD_WORKER_CONCURRENCY: 'many', OCI_BUILD_BUILD_SANDBOX: 'jail' } });
+    expect(config.code).toBe(2);
+    expect(config.stderr).toMatch(/Invalid configuration \(2 problems\)/);
+    const invalid = JSON.parse(config.stdout) as { error: { code: string; details: { issues: Array<{ path: string; source?: string }> } } };
+    expect(invalid.error.code).toBe('E_CONFIG');
+    expect(invalid.error.details.issues.map((i) => i.path).sort()).toEqual(['build.sandbox', 'worker.concurrency']);
+    expect(invalid.error.details.issues.find((i) => i.path === 'build.sandbox')?.source).toBe('OCI_BUILD_BUILD_SANDBOX');
+
+    // Without --json, stdout stays empty: errors are for people, on stderr.
+    const plain = await runCli(['build', '--frobnicate'], { env });
+    expect(plain.stdout).toBe('');
+  });
 });
 
 describe('oci-build cache', () => {
