@@ -14,8 +14,13 @@ import type { LogSink } from '../core/ports.js';
 
 export interface RunOptions {
   cwd?: string;
-  /** Added to (not replacing) the current environment. */
+  /** Added to the current environment, or the whole environment when `inheritEnv` is false. */
   env?: Record<string, string | undefined>;
+  /**
+   * Start from this process's environment (default true). Build commands pass false: they get
+   * exactly `env`, never the worker's tokens and passwords (see exec/sandbox.ts).
+   */
+  inheritEnv?: boolean;
   signal?: AbortSignal;
   /** Where output lines go; omitted output is only captured. */
   log?: LogSink;
@@ -59,7 +64,7 @@ export const runCommand: CommandRunner = (file, args, options = {}) => {
     const child = execa(file, [...args], {
       cwd: options.cwd,
       env: options.env,
-      extendEnv: true,
+      extendEnv: options.inheritEnv ?? true,
       // Its own process group: a kill reaches every descendant.
       detached: true,
       reject: false,
