@@ -2,7 +2,9 @@
 // Everything taken from the payload is validated here, because it travels on to Git, image tags
 // and the status API: anything invalid is an InputError (400) and nothing is queued.
 
+import { createHash } from 'node:crypto';
 import { InputError } from '../core/errors.js';
+import { hostAllowed, hostLabel, type HostEntry } from '../core/hosts.js';
 import type { BuildJob, ImageOptions, RepositoryInfo } from '../core/types.js';
 import { isGitRefName } from '../git/url.js';
 import type { BranchDecision } from './branch-filter.js';
@@ -26,13 +28,16 @@ export interface PayloadOptions {
   image: ImageOptions;
   /** Decides whether a branch builds (server.branches); tags always build. */
   branchFilter?: (branch: string) => BranchDecision;
+  /** server.allowedHosts, parsed (parseHostList): the only hosts a clone_url may name. */
+  allowedHosts: readonly HostEntry[];
   now?: () => Date;
 }
 
 export type IgnoredReason = 'ping' | 'deleted' | 'event' | 'ref' | 'branch-filtered';
 
 export type WebhookDecision =
-  | { kind: 'job'; job: BuildJob }
+  /** `pushKey`: the push's claim (pushClaimKey); serve builds one job per claim. */
+  | { kind: 'job'; job: BuildJob; pushKey: string }
   | { kind: 'ignored'; reason: IgnoredReason; detail: string };
 
 /**
@@ -43,11 +48,12 @@ export function parseWebhookBody(contentType: string | undefined, body: Buffer):
   const mediaType = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
   let text: string;
   if (mediaType === 'application/json' || mediaType.endsWith('+json')) {
-    text = body.toString('utf8');
+    text = utf8(body, 'The webhook body');
   } else if (mediaType === 'application/x-www-form-urlencoded') {
-    const payload = new URLSearchParams(body.toString('utf8')).get('payload');
-    if (payload === null) throw new InputError('The form-encoded webhook body has no "payload" field', { hint: 'GitHub sends the JSON in payload=…' });
-    text = payload;
+    utf8(body, 'The webhook body');
+    const payload = formField(body, PAYLOAD_FIELD);
+    if (payload === undefined) throw new InputError('The form-encoded webhook body has no "payload" field', { hint: 'GitHub sends the JSON in payload=…' });
+    text = utf8(payload, 'The webhook body\'s "payload" field (percent-decoded)');
   } else {
     throw new InputError(`Unsupported webhook Content-Type ${JSON.stringify(contentType ?? '')}`, {
       hint: 'Set the webhook\'s content type to application/json or application/x-www-form-urlencoded.',
@@ -58,6 +64,69 @@ export function parseWebhookBody(contentType: string | undefined, body: Buffer):
   } catch (err) {
     throw new InputError(`The webhook body is not valid JSON: ${(err as Error).message}`);
   }
+}
+
+const PAYLOAD_FIELD = Buffer.from('payload');
+
+/**
+ * Strict UTF-8: Buffer#toString would turn invalid bytes into U+FFFD, and a field changed that way
+ * (a branch name, a commit message) would reach records and tags as something GitHub never sent.
+ */
+function utf8(bytes: Uint8Array, what: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new InputError(`${what} is not valid UTF-8`, { hint: 'GitHub sends UTF-8; check what sent this delivery.' });
+  }
+}
+
+/**
+ * The bytes of the first `name=value` pair of a form body named `name` (application/x-www-form-urlencoded:
+ * `+` is a space, `%XX` a byte). Read as bytes so the value's UTF-8 can be checked strictly:
+ * URLSearchParams replaces invalid sequences silently.
+ */
+function formField(body: Buffer, name: Buffer): Buffer | undefined {
+  for (let start = 0; start < body.length; ) {
+    let end = body.indexOf(0x26 /* & */, start);
+    if (end === -1) end = body.length;
+    const eq = body.indexOf(0x3d /* = */, start);
+    const nameEnd = eq !== -1 && eq < end ? eq : end;
+    if (nameEnd > start && percentDecode(body.subarray(start, nameEnd)).equals(name)) {
+      return percentDecode(body.subarray(Math.min(nameEnd + 1, end), end));
+    }
+    start = end + 1;
+  }
+  return undefined;
+}
+
+function hexValue(byte: number | undefined): number {
+  if (byte === undefined) return -1;
+  if (byte >= 0x30 && byte <= 0x39) return byte - 0x30;
+  const lower = byte | 0x20;
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x61 + 10 : -1;
+}
+
+function percentDecode(bytes: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(bytes.length);
+  let n = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
+    if (byte === 0x2b /* + */) {
+      out[n++] = 0x20;
+      continue;
+    }
+    if (byte === 0x25 /* % */) {
+      const high = hexValue(bytes[i + 1]);
+      const low = hexValue(bytes[i + 2]);
+      if (high >= 0 && low >= 0) {
+        out[n++] = high * 16 + low;
+        i += 2;
+        continue;
+      }
+    }
+    out[n++] = byte;
+  }
+  return out.subarray(0, n);
 }
 
 /** Validates `X-GitHub-Delivery`; the job id derives from it so a redelivery maps to the same job. */
@@ -101,20 +170,72 @@ export function validateFullName(value: unknown): string {
   return value;
 }
 
-export function validateCloneUrl(value: unknown): string {
+const ALLOWED_HOSTS_HINT =
+  'serve fetches only a repository.clone_url whose host is in server.allowedHosts (OCI_BUILD_SERVER_ALLOWED_HOSTS, comma-separated host or host:port; default github.com) and equals repository.html_url\'s, with the path of repository.full_name, as GitHub sends them.';
+
+function urlField(value: unknown, path: string): URL {
   let url: URL;
   try {
     if (typeof value !== 'string') throw new TypeError('not a string');
     url = new URL(value);
   } catch {
-    throw new InputError(`The payload's repository.clone_url is not a URL: ${JSON.stringify(value)?.slice(0, 120)}`);
+    throw new InputError(`The payload's ${path} is not a URL: ${JSON.stringify(value)?.slice(0, 120)}`, { hint: ALLOWED_HOSTS_HINT });
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new InputError(`The payload's repository.clone_url must be http(s), got ${url.protocol}`);
+    throw new InputError(`The payload's ${path} must be http(s), got ${url.protocol}`, { hint: ALLOWED_HOSTS_HINT });
   }
-  // Credentials in the URL would be copied into records and logs.
-  if (url.username || url.password) throw new InputError('The payload\'s repository.clone_url must not carry credentials');
-  return value as string;
+  // Credentials in the URL would be copied into records and logs, and `https://github.com@evil/`
+  // names the host after the `@`.
+  if (url.username || url.password) throw new InputError(`The payload's ${path} must not carry credentials`, { hint: ALLOWED_HOSTS_HINT });
+  if (url.search || url.hash) throw new InputError(`The payload's ${path} must not carry a query or fragment`, { hint: ALLOWED_HOSTS_HINT });
+  return url;
+}
+
+function entryLabel(entry: HostEntry): string {
+  return entry.port === undefined ? entry.hostname : `${entry.hostname}:${entry.port}`;
+}
+
+/**
+ * What a worker will fetch: repository.clone_url, only when it names an allowed host, the same host
+ * as repository.html_url, and the repository that full_name names (so a build is never recorded
+ * under another repository's name, nor cancels that one's builds as superseded). Hosts are compared
+ * as WHATWG URL parsing reads them (src/core/hosts.ts), paths case-insensitively as GitHub does.
+ * Returns the clone URL as sent.
+ */
+export function validateRepositoryUrls(fullName: string, cloneValue: unknown, htmlValue: unknown, allowedHosts: readonly HostEntry[]): string {
+  const clone = urlField(cloneValue, 'repository.clone_url');
+  if (!hostAllowed(clone, allowedHosts)) {
+    const allowed = allowedHosts.length === 0 ? 'none' : allowedHosts.slice(0, 10).map(entryLabel).join(', ') + (allowedHosts.length > 10 ? ', …' : '');
+    throw new InputError(`The payload's repository.clone_url names host ${hostLabel(clone)}, which is not in server.allowedHosts (${allowed})`, { hint: ALLOWED_HOSTS_HINT });
+  }
+  if (htmlValue === undefined || htmlValue === null) throw new InputError('The push payload has no repository.html_url', { hint: ALLOWED_HOSTS_HINT });
+  const html = urlField(htmlValue, 'repository.html_url');
+  if (html.host !== clone.host) {
+    throw new InputError(`The payload's repository.clone_url host ${hostLabel(clone)} differs from repository.html_url's host ${hostLabel(html)}`, { hint: ALLOWED_HOSTS_HINT });
+  }
+  const repoPath = `/${fullName.toLowerCase()}`;
+  const clonePath = clone.pathname.toLowerCase();
+  if (clonePath !== repoPath && clonePath !== `${repoPath}.git`) {
+    throw new InputError(
+      `The payload's repository.clone_url path ${JSON.stringify(clone.pathname.slice(0, 200))} does not match repository.full_name ${fullName} (expected /${fullName} or /${fullName}.git)`,
+      { hint: ALLOWED_HOSTS_HINT },
+    );
+  }
+  if (html.pathname.toLowerCase() !== repoPath) {
+    throw new InputError(`The payload's repository.html_url path ${JSON.stringify(html.pathname.slice(0, 200))} does not match repository.full_name ${fullName}`, { hint: ALLOWED_HOSTS_HINT });
+  }
+  return cloneValue as string;
+}
+
+/**
+ * The push claim of a push: one per repository (GitHub's names are case-insensitive), ref and
+ * before → after. A replay of a signed body under a new X-GitHub-Delivery has the same claim; 64
+ * hex characters, a valid KV key token.
+ */
+export function pushClaimKey(repository: Pick<RepositoryInfo, 'fullName' | 'ref' | 'before' | 'commit'>): string {
+  return createHash('sha256')
+    .update(`${repository.fullName.toLowerCase()}\0${repository.ref ?? ''}\0${(repository.before ?? '').toLowerCase()}\0${repository.commit.toLowerCase()}`)
+    .digest('hex');
 }
 
 /** A branch or tag name from a ref, as `git check-ref-format` allows it (see isGitRefName). */
@@ -155,7 +276,7 @@ export function decideWebhook(headers: WebhookHeaders, payload: unknown, options
   const repository = field(payload, 'repository', 'repository');
   if (!isObject(repository)) throw new InputError('The push payload\'s repository is not an object');
   const fullName = validateFullName(repository.full_name);
-  const cloneUrl = validateCloneUrl(repository.clone_url);
+  const cloneUrl = validateRepositoryUrls(fullName, repository.clone_url, repository.html_url, options.allowedHosts);
 
   if (branch !== undefined && options.branchFilter) {
     const decision = options.branchFilter(branch);
@@ -188,5 +309,5 @@ export function decideWebhook(headers: WebhookHeaders, payload: unknown, options
     ...(headCommitMessage !== undefined ? { headCommitMessage } : {}),
     createdAt: (options.now?.() ?? new Date()).toISOString(),
   };
-  return { kind: 'job', job };
+  return { kind: 'job', job, pushKey: pushClaimKey(repo) };
 }

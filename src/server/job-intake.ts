@@ -26,6 +26,12 @@ export interface JobIntake {
   publish(job: BuildJob): Promise<{ duplicate: boolean }>;
   /** Removes a record this intake created whose job could not be published. */
   discard(id: string): Promise<void>;
+  /**
+   * Claims a push (pushClaimKey: repository, ref, before, after) for a job, create-if-absent: the
+   * first job to claim it keeps it for good. `claimed` is true when the claim is `jobId`'s, now
+   * or from an earlier call (a redelivery); otherwise `jobId` is the job that holds it.
+   */
+  claimPush(key: string, jobId: string): Promise<{ jobId: string; claimed: boolean }>;
   get(id: string): Promise<BuildRecord | undefined>;
   list(filter: BuildListFilter): Promise<BuildRecord[]>;
   /** The build's log lines; with `follow`, continues until the build ends or `signal` aborts. */

@@ -9,13 +9,16 @@ import type { BuildListFilter } from '../core/ports.js';
 import type { BuildJob, BuildRecord } from '../core/types.js';
 import { publishJob, queueDepth } from '../queue/job-queue.js';
 import { KvBuildStore } from '../queue/kv-build-store.js';
+import { JetStreamPublishError, WRONG_LAST_SEQUENCE } from '../queue/js-publisher.js';
 import { readLog } from '../queue/log-stream.js';
 import { SendBatch } from '../queue/send-batch.js';
-import { closeNats, connectNats, natsUnavailable, type NatsContext } from '../queue/nats.js';
+import { closeNats, connectNats, natsUnavailable, subjectToken, type NatsContext } from '../queue/nats.js';
 import type { IntakeHealth, JobIntake, RecordChange } from './job-intake.js';
 import type { Logger } from './logger.js';
 
 const RECORD_KEY_PREFIX = 'build.';
+/** Push claims: `push.<pushClaimKey>` → the id of the job that claimed it (see claimPush). */
+const PUSH_KEY_PREFIX = 'push.';
 
 export class QueueIntake implements JobIntake {
   private readonly store: KvBuildStore;
@@ -67,6 +70,46 @@ export class QueueIntake implements JobIntake {
 
   discard(id: string): Promise<void> {
     return this.store.delete(id);
+  }
+
+  /**
+   * `push.<key>` is written with `Nats-Expected-Last-Subject-Sequence: 0`: stored only while the
+   * key has no message, so of two deliveries of one push exactly one job gets the claim. The bucket
+   * keeps one revision per key and no TTL (nats.ts), so a claim lasts as long as the bucket.
+   * Batched like the records (see publish).
+   */
+  claimPush(key: string, jobId: string): Promise<{ jobId: string; claimed: boolean }> {
+    return this.batch.run(() => this.claim(key, jobId));
+  }
+
+  private async claim(key: string, jobId: string): Promise<{ jobId: string; claimed: boolean }> {
+    const kvKey = `${PUSH_KEY_PREFIX}${subjectToken(key)}`;
+    const subject = `$KV.${this.ctx.config.statusBucket}.${kvKey}`;
+    // The key's last revision we expect: 0 (never written), or a delete marker's.
+    let expected = 0;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await this.ctx.publisher.publish(subject, jobId, { expectLastSubjectSequence: expected });
+        return { jobId, claimed: true };
+      } catch (err) {
+        if (!(err instanceof JetStreamPublishError && err.errCode === WRONG_LAST_SEQUENCE)) {
+          throw natsUnavailable(`Cannot claim push ${key} for build ${jobId}`, err, this.ctx.config);
+        }
+      }
+      let entry: KvEntry | null;
+      try {
+        entry = await this.ctx.kv.get(kvKey);
+      } catch (err) {
+        throw natsUnavailable(`Cannot read the claim of push ${key}`, err, this.ctx.config);
+      }
+      if (entry && entry.operation === 'PUT' && entry.length > 0) {
+        // Ours when an earlier attempt of this delivery stored it (its acknowledgement was lost).
+        const holder = entry.string();
+        return { jobId: holder, claimed: holder === jobId };
+      }
+      expected = entry?.revision ?? 0;
+    }
+    throw natsUnavailable(`Cannot claim push ${key} for build ${jobId}`, new Error('the key kept changing'), this.ctx.config);
   }
 
   get(id: string): Promise<BuildRecord | undefined> {

@@ -9,11 +9,14 @@ export class FakeIntake implements JobIntake {
   readonly records = new Map<string, BuildRecord>();
   readonly published: BuildJob[] = [];
   readonly logs = new Map<string, string[]>();
+  /** Push claims: pushClaimKey → the job id holding it. */
+  readonly claims = new Map<string, string>();
   private readonly msgIds = new Set<string>();
   connected = true;
   failCreate = false;
   failPublish = false;
   failDiscard = false;
+  failClaim = false;
   depth = 0;
   /** Resolves a log follower's wait: push lines, then end(). */
   private readonly followers = new Map<string, Array<() => void>>();
@@ -39,6 +42,14 @@ export class FakeIntake implements JobIntake {
     this.msgIds.add(msgId);
     this.published.push(structuredClone(job));
     return { duplicate: false };
+  }
+
+  async claimPush(key: string, jobId: string): Promise<{ jobId: string; claimed: boolean }> {
+    if (this.failClaim || !this.connected) throw new Error('fake: KV create timed out');
+    const holder = this.claims.get(key);
+    if (holder !== undefined) return { jobId: holder, claimed: holder === jobId };
+    this.claims.set(key, jobId);
+    return { jobId, claimed: true };
   }
 
   async discard(id: string): Promise<void> {

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../../src/core/errors.js';
+import { parseHostList } from '../../src/core/hosts.js';
 import { compileBranchFilter } from '../../src/server/branch-filter.js';
 import {
   ZERO_SHA,
@@ -18,6 +19,7 @@ const DELIVERY = '72d3162e-cc78-11e3-81ab-4c9367dc0958';
 const NOW = new Date('2026-11-29T08:00:00.000Z');
 const options: PayloadOptions = {
   image: { registry: '127.0.0.1:5000/team', push: true, tlsVerify: false, buildArgs: {} },
+  allowedHosts: parseHostList(['github.com', 'git.example.com']),
   now: () => NOW,
 };
 const push = (payload: unknown, delivery = DELIVERY, opts = options) => decideWebhook({ event: 'push', delivery }, payload, opts);
@@ -149,7 +151,7 @@ function payloadOf(p: { owner: string; name: string; branch: string; after: stri
     before: p.before,
     after: p.after,
     deleted: false,
-    repository: { full_name: fullName, clone_url: `${p.scheme}://git.example.com/${fullName}.git` },
+    repository: { full_name: fullName, clone_url: `${p.scheme}://git.example.com/${fullName}.git`, html_url: `https://git.example.com/${fullName}` },
     pusher: { name: 'mona' },
     head_commit: { id: p.after, message: p.message },
   };
@@ -237,6 +239,269 @@ describe('payload parsing properties', () => {
         } catch (err) {
           expect(err).toBeInstanceOf(InputError);
         }
+      }),
+    );
+  });
+});
+
+// ---- what serve may make a worker fetch (issue 15, finding 3) ----
+
+describe('clone_url attacks: refused with the reason, never a job', () => {
+  const withUrls = (clone: string, html: string | null = 'https://github.com/octo-org/hello-service') => {
+    const payload = fixture('push');
+    payload.repository.clone_url = clone;
+    if (html === null) delete payload.repository.html_url;
+    else payload.repository.html_url = html;
+    return payload;
+  };
+  const refusal = (payload: unknown, opts = options): InputError => {
+    try {
+      push(payload, DELIVERY, opts);
+    } catch (err) {
+      expect(err).toBeInstanceOf(InputError);
+      expect((err as InputError).hint).toMatch(/server\.allowedHosts/);
+      expect((err as InputError).hint).toMatch(/OCI_BUILD_SERVER_ALLOWED_HOSTS/);
+      return err as InputError;
+    }
+    throw new Error('expected an InputError');
+  };
+
+  it('another host than html_url (both allowed)', () => {
+    const err = refusal(withUrls('https://git.example.com/octo-org/hello-service.git'));
+    expect(err.message).toMatch(/clone_url host git\.example\.com differs from repository\.html_url's host github\.com/);
+  });
+
+  it('a host not in server.allowedHosts, even when html_url agrees', () => {
+    const err = refusal(withUrls('https://evil.example/octo-org/hello-service.git', 'https://evil.example/octo-org/hello-service'));
+    expect(err.message).toMatch(/names host evil\.example, which is not in server\.allowedHosts \(github\.com, git\.example\.com\)/);
+  });
+
+  it('the link-local metadata address 169.254.169.254, however it is written', () => {
+    for (const host of ['169.254.169.254', '0xA9FEA9FE', '2852039166', '169.254.43518']) {
+      const err = refusal(withUrls(`http://${host}/octo-org/hello-service.git`, `http://${host}/octo-org/hello-service`));
+      expect(err.message).toMatch(/names host 169\.254\.169\.254, which is not in server\.allowedHosts/);
+    }
+  });
+
+  it('127.0.0.1 (serve, NATS, anything local) unless listed with its port; a decimal IP is the same host', () => {
+    const local = withUrls('http://127.0.0.1:4222/octo-org/hello-service.git', 'http://127.0.0.1:4222/octo-org/hello-service');
+    expect(refusal(local).message).toMatch(/names host 127\.0\.0\.1:4222, which is not in server\.allowedHosts/);
+    const decimal = withUrls('http://2130706433:4222/octo-org/hello-service.git', 'http://2130706433:4222/octo-org/hello-service');
+    expect(refusal(decimal).message).toMatch(/names host 127\.0\.0\.1:4222/);
+    // Listed without the port: only the scheme's default port.
+    expect(refusal(local, { ...options, allowedHosts: parseHostList(['127.0.0.1']) }).message).toMatch(/not in server\.allowedHosts \(127\.0\.0\.1\)/);
+    // Listed with it: allowed, in every spelling WHATWG URL reads as that address.
+    const listed = { ...options, allowedHosts: parseHostList(['127.0.0.1:4222']) };
+    expect(jobOf(push(local, DELIVERY, listed)).source).toMatchObject({ url: 'http://127.0.0.1:4222/octo-org/hello-service.git' });
+    expect(push(decimal, DELIVERY, listed).kind).toBe('job');
+  });
+
+  it('http://github.com@evil.example/… (userinfo: the host is evil.example)', () => {
+    const err = refusal(withUrls('http://github.com@evil.example/octo-org/hello-service.git'));
+    expect(err.message).toMatch(/repository\.clone_url must not carry credentials/);
+  });
+
+  it('a path that is not repository.full_name', () => {
+    const err = refusal(withUrls('https://github.com/octo-org/other-service.git'));
+    expect(err.message).toMatch(/clone_url path "\/octo-org\/other-service\.git" does not match repository\.full_name octo-org\/hello-service/);
+    expect(refusal(withUrls('https://github.com/octo-org/hello-service.git/extra')).message).toMatch(/does not match repository\.full_name/);
+    expect(refusal(withUrls('https://github.com/octo-org/hello-service.git', 'https://github.com/evil/hello-service')).message).toMatch(
+      /html_url path "\/evil\/hello-service" does not match/,
+    );
+  });
+
+  it('html_url missing, not http(s), or a query on clone_url', () => {
+    expect(refusal(withUrls('https://github.com/octo-org/hello-service.git', null)).message).toMatch(/has no repository\.html_url/);
+    expect(refusal(withUrls('https://github.com/octo-org/hello-service.git', 'file:///octo-org/hello-service')).message).toMatch(/html_url must be http\(s\)/);
+    expect(refusal(withUrls('https://github.com/octo-org/hello-service.git?service=x')).message).toMatch(/query or fragment/);
+  });
+
+  it('a trailing dot is another host; case and dot segments are what the client reads', () => {
+    expect(refusal(withUrls('https://github.com./octo-org/hello-service.git', 'https://github.com./octo-org/hello-service')).message).toMatch(/names host github\.com\./);
+    expect(push(withUrls('HTTPS://GitHub.COM:443/Octo-Org/Hello-Service.GIT', 'https://github.com/octo-org/HELLO-service')).kind).toBe('job');
+    expect(push(withUrls('https://github.com/x/../octo-org/hello-service.git')).kind).toBe('job');
+  });
+
+  it('no allowed host at all refuses every push', () => {
+    expect(refusal(fixture('push'), { ...options, allowedHosts: [] }).message).toMatch(/not in server\.allowedHosts \(none\)/);
+  });
+});
+
+describe('clone_url property: accepted exactly when the host and path rules hold', () => {
+  // Each spelling with the host WHATWG URL reads from it, written down here rather than parsed,
+  // so the expectation does not come from the code under test.
+  const HOSTS: Array<[written: string, host: string]> = [
+    ['github.com', 'github.com'],
+    ['GitHub.COM', 'github.com'],
+    ['github.com.', 'github.com.'],
+    ['git.example.com', 'git.example.com'],
+    ['evil.example', 'evil.example'],
+    ['127.0.0.1', '127.0.0.1'],
+    ['2130706433', '127.0.0.1'],
+    ['0x7f.1', '127.0.0.1'],
+    ['127.1', '127.0.0.1'],
+    ['localhost', 'localhost'],
+    ['[::1]', '[::1]'],
+    ['[0:0:0:0:0:0:0:1]', '[::1]'],
+    ['[::ffff:127.0.0.1]', '[::ffff:7f00:1]'],
+    ['169.254.169.254', '169.254.169.254'],
+    ['0xa9fea9fe', '169.254.169.254'],
+    ['10.0.0.1', '10.0.0.1'],
+  ];
+  const ENTRIES: Array<[entry: string, host: string, port: number | undefined]> = [
+    ['github.com', 'github.com', undefined],
+    ['git.example.com:8443', 'git.example.com', 8443],
+    ['127.0.0.1:8080', '127.0.0.1', 8080],
+    ['[::1]:9418', '[::1]', 9418],
+    ['169.254.169.254', '169.254.169.254', undefined],
+    ['localhost:80', 'localhost', 80],
+  ];
+  const DEFAULT_PORT: Record<string, number> = { http: 80, https: 443 };
+  const urlPart = fc.record({
+    scheme: fc.constantFrom('http', 'https'),
+    hostIndex: fc.nat(HOSTS.length - 1),
+    port: fc.constantFrom(undefined, 80, 443, 8080, 8443, 9418),
+  });
+  const arb = fc.record({
+    owner: namePart,
+    name: namePart,
+    clone: urlPart,
+    html: fc.oneof({ arbitrary: urlPart, weight: 1 }, { arbitrary: fc.constant('same' as const), weight: 3 }),
+    userinfo: fc.constantFrom('', '', '', '', 'github.com@', 'u:p@'),
+    path: fc.constantFrom('exact', 'exact.git', 'exact.git', 'upper.git', 'other', 'extra'),
+    htmlPath: fc.constantFrom('exact', 'exact', 'exact', 'upper', 'other'),
+    allowed: fc.subarray(ENTRIES.map((_, i) => i)),
+    // Also list the clone URL's own host (as the table reads it), so that accepted cases are common.
+    listClone: fc.constantFrom('no', 'host', 'host:port', 'host:effective'),
+  });
+
+  const canonicalPort = (scheme: string, port: number | undefined) => (port === undefined || port === DEFAULT_PORT[scheme] ? undefined : port);
+
+  it('matches an independently computed reference', () => {
+    fc.assert(
+      fc.property(arb, (p) => {
+        const fullName = `${p.owner}/${p.name}`;
+        const pathOf = (kind: string) =>
+          kind === 'exact' ? `/${fullName}` : kind === 'exact.git' ? `/${fullName}.git` : kind === 'upper.git' ? `/${fullName.toUpperCase()}.git` : kind === 'upper' ? `/${fullName.toUpperCase()}` : kind === 'extra' ? `/${fullName}/x` : `/other-${p.owner}/${p.name}`;
+        const html = p.html === 'same' ? p.clone : p.html;
+        const written = (u: typeof p.clone, userinfo: string, path: string) => `${u.scheme}://${userinfo}${HOSTS[u.hostIndex]![0]}${u.port === undefined ? '' : `:${u.port}`}${path}`;
+        const payload = {
+          ref: 'refs/heads/main',
+          before: 'a'.repeat(40),
+          after: 'b'.repeat(40),
+          repository: { full_name: fullName, clone_url: written(p.clone, p.userinfo, pathOf(p.path)), html_url: written(html, '', pathOf(p.htmlPath)) },
+        };
+        const cloneHost = HOSTS[p.clone.hostIndex]![1];
+        const clonePort = canonicalPort(p.clone.scheme, p.clone.port);
+        const effective = p.clone.port ?? DEFAULT_PORT[p.clone.scheme]!;
+        const allowedEntries = p.allowed.map((i) => ENTRIES[i]!);
+        if (p.listClone === 'host') allowedEntries.push([cloneHost, cloneHost, undefined]);
+        if (p.listClone === 'host:port' && p.clone.port !== undefined) allowedEntries.push([`${cloneHost}:${p.clone.port}`, cloneHost, p.clone.port]);
+        if (p.listClone === 'host:effective') allowedEntries.push([`${cloneHost}:${effective}`, cloneHost, effective]);
+        const hostOk = allowedEntries.some(([, host, port]) => host === cloneHost && (port === undefined ? clonePort === undefined : port === effective));
+        const sameHost = HOSTS[html.hostIndex]![1] === cloneHost && canonicalPort(html.scheme, html.port) === clonePort;
+        const pathOk = ['exact', 'exact.git', 'upper.git'].includes(p.path) && ['exact', 'upper'].includes(p.htmlPath);
+        const expected = p.userinfo === '' && hostOk && sameHost && pathOk;
+
+        let accepted: boolean;
+        try {
+          accepted = push(payload, DELIVERY, { ...options, allowedHosts: parseHostList(allowedEntries.map(([entry]) => entry)) }).kind === 'job';
+        } catch (err) {
+          expect(err).toBeInstanceOf(InputError);
+          accepted = false;
+        }
+        expect(accepted, `${payload.repository.clone_url} / ${payload.repository.html_url} with [${allowedEntries.map(([e]) => e).join(', ')}]`).toBe(expected);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+// ---- replays (issue 15, finding 4) ----
+
+describe('push claim key', () => {
+  const keyOf = (patch: (payload: Record<string, any>) => void = () => undefined) => {
+    const payload = fixture('push');
+    patch(payload);
+    const decision = push(payload);
+    if (decision.kind !== 'job') throw new Error('expected a job');
+    return decision.pushKey;
+  };
+
+  it('is the same for the same repository (any case), ref, before and after, whatever the delivery', () => {
+    const key = keyOf();
+    expect(key).toMatch(/^[0-9a-f]{64}$/);
+    const other = push(fixture('push'), '11111111-2222-4333-8444-555555555555');
+    expect(other.kind === 'job' && other.pushKey).toBe(key);
+    expect(
+      keyOf((p) => {
+        p.repository.full_name = 'Octo-Org/Hello-Service';
+        p.after = p.after.toUpperCase();
+      }),
+    ).toBe(key);
+  });
+
+  it('differs when the repository, ref, before or after differ', () => {
+    const key = keyOf();
+    const keys = [
+      keyOf((p) => {
+        p.repository.full_name = 'octo-org/hello-servic';
+        p.repository.clone_url = 'https://github.com/octo-org/hello-servic.git';
+        p.repository.html_url = 'https://github.com/octo-org/hello-servic';
+      }),
+      keyOf((p) => (p.ref = 'refs/heads/mai')),
+      keyOf((p) => (p.ref = 'refs/tags/main')),
+      keyOf((p) => (p.before = 'f'.repeat(40))),
+      keyOf((p) => (p.after = 'f'.repeat(40))),
+    ];
+    for (const k of keys) expect(k).not.toBe(key);
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+});
+
+// ---- invalid UTF-8 (issue 15, item 9) ----
+
+describe('invalid UTF-8 in the body is a 400, never replaced', () => {
+  const jsonWith = (bytes: number[]) => Buffer.concat([Buffer.from('{"ref":"refs/heads/'), Buffer.from(bytes), Buffer.from('"}')]);
+
+  it('a JSON body with invalid bytes in a field', () => {
+    for (const bytes of [[0xff], [0xc3], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80]]) {
+      expect(() => parseWebhookBody('application/json', jsonWith(bytes))).toThrow(/The webhook body is not valid UTF-8/);
+    }
+    expect(parseWebhookBody('application/json', jsonWith([0xc3, 0xa9]))).toEqual({ ref: 'refs/heads/é' });
+  });
+
+  it('a form body: raw invalid bytes, or invalid bytes once the payload is percent-decoded', () => {
+    expect(() => parseWebhookBody('application/x-www-form-urlencoded', Buffer.from([...Buffer.from('payload=%7B%7D&x='), 0xff]))).toThrow(/not valid UTF-8/);
+    expect(() => parseWebhookBody('application/x-www-form-urlencoded', Buffer.from('payload=%7B%22ref%22%3A%22%FF%22%7D'))).toThrow(/"payload" field \(percent-decoded\) is not valid UTF-8/);
+    expect(parseWebhookBody('application/x-www-form-urlencoded', Buffer.from('payload=%7B%22ref%22%3A%22%C3%A9+x%22%7D'))).toEqual({ ref: 'é x' });
+  });
+
+  it('property: a JSON string field is accepted exactly when its bytes are valid UTF-8', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 12 }), (raw) => {
+        // Quotes, backslashes and control characters would make invalid JSON for another reason.
+        const bytes = [...raw].map((b) => (b < 0x20 || b === 0x22 || b === 0x5c ? 0x61 : b));
+        const valid = Buffer.from(Buffer.from(bytes).toString('utf8'), 'utf8').equals(Buffer.from(bytes));
+        let accepted = true;
+        try {
+          parseWebhookBody('application/json', jsonWith(bytes));
+        } catch (err) {
+          expect((err as Error).message).toMatch(/not valid UTF-8/);
+          accepted = false;
+        }
+        expect(accepted).toBe(valid);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('property: a form body reads like URLSearchParams for every valid payload', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 3 }), (value, extra) => {
+        const form = new URLSearchParams({ ...extra, payload: JSON.stringify(value) });
+        form.append('payload', 'second is ignored');
+        expect(parseWebhookBody('application/x-www-form-urlencoded', Buffer.from(form.toString()))).toEqual(JSON.parse(new URLSearchParams(form.toString()).get('payload')!));
       }),
     );
   });
