@@ -249,58 +249,29 @@ class ServeApp {
       log.fields.outcome = value;
       this.deps.metrics.webhooks.inc({ event: eventLabel, outcome: value });
     };
-    // Refused before a byte of the body is read: a declared length over the limit, and a signature
-    // header that cannot be right. The rest of such a body is not read: the connection is closed
-    // rather than drained.
-    const limit = this.deps.config.server.maxBodyBytes;
-    const signatureHeader = req.headers['x-hub-signature-256'];
+    let body: Buffer;
     try {
-      checkDeclaredLength(req, limit);
-    } catch (err) {
-      if (!(err instanceof BodyTooLargeError)) throw err;
-      outcome('too_large');
-      throw new HttpError(413, err.message, err.code, { connection: 'close' }, err.hint);
-    }
-    const expected = parseSignatureHeader(signatureHeader);
-    if (!expected) {
-      outcome('unauthorized');
-      throw new HttpError(
-        401,
-        signatureHeader === undefined ? 'The X-Hub-Signature-256 header is missing' : 'The X-Hub-Signature-256 header is not `sha256=` followed by 64 hex digits',
-        'E_SIGNATURE',
-        { connection: 'close' },
-        SIGNATURE_HINT,
-      );
-    }
-    // The HMAC is computed as the body streams in; the bytes are kept under the budget shared by
-    // every connection (request-body.ts), so bodies that will fail the check cannot pile up.
-    const check = new StreamingSignatureCheck(this.deps.secret, expected);
-    let read;
-    try {
-      read = await readBody(req, { limit, budget: this.budget, onChunk: (chunk) => check.update(chunk) });
+      checkDeclaredLength(req, this.deps.config.server.maxBodyBytes);
+      body = await readBody(req, this.deps.config.server.maxBodyBytes);
     } catch (err) {
       if (err instanceof BodyTooLargeError) {
         outcome('too_large');
+        // The rest of the body is not read: close the connection rather than drain it.
         throw new HttpError(413, err.message, err.code, { connection: 'close' }, err.hint);
       }
-      if (err instanceof BodyAbortedError) outcome('aborted');
       throw err;
     }
-    if (!check.matches()) {
+    if (!verifyWebhookSignature(this.deps.secret, body, req.headers['x-hub-signature-256'])) {
       outcome('unauthorized');
-      throw new HttpError(401, 'The X-Hub-Signature-256 signature does not match the body', 'E_SIGNATURE', {}, SIGNATURE_HINT);
-    }
-    if (!read.body) {
-      outcome('overloaded');
+      const missing = req.headers['x-hub-signature-256'] === undefined;
       throw new HttpError(
-        503,
-        'serve was holding too many webhook bodies; nothing was accepted',
-        'E_OVERLOADED',
-        { 'retry-after': '5' },
-        'Bodies in flight on all connections went over server.maxInflightBytes (OCI_BUILD_SERVER_MAX_INFLIGHT_BYTES) and the largest were dropped; retry the delivery from GitHub (Recent Deliveries → Redeliver).',
+        401,
+        missing ? 'The X-Hub-Signature-256 header is missing' : 'The X-Hub-Signature-256 signature does not match the body',
+        'E_SIGNATURE',
+        {},
+        'Set the same secret in the GitHub webhook and in server.webhookSecret (OCI_BUILD_SERVER_WEBHOOK_SECRET).',
       );
     }
-    const body = read.body;
     let decision;
     try {
       const payload = parseWebhookBody(header(req, 'content-type'), body);
@@ -342,64 +313,16 @@ class ServeApp {
       log.fields.duplicateOf = claim.jobId;
       return sendJson(res, 200, { ignored: DUPLICATE_PUSH, detail: duplicateDetail(job, claim.jobId) });
     }
-    return this.enqueue(job, res, outcome);
-  }
-
-  /**
-   * The queued record, then the job. "503 means nothing was accepted" and "a 202 has its job and its
-   * record" must hold when NATS stops answering in the middle, and a write whose acknowledgement
-   * timed out may still be stored later (a SIGSTOPped nats-server reads what was sent once it runs
-   * again). So:
-   *  - the record is created first (acknowledged) and only then the job published: every message
-   *    serve leaves in the stream has had its record before it;
-   *  - a failed publish does not remove the record, it settles it: `failed` with NOT_ACCEPTED, a
-   *    compare-and-set on the revision the create returned. A worker that gets the job (stored after
-   *    all) finds a final record and acknowledges it without building (worker.ts, "already
-   *    finished"). The settle is sent at once on the same connection, behind the publish, so the
-   *    server reads it before any worker can have the job; if it does not answer within
-   *    SETTLE_WAIT_MS the answer is 503 and the settle is retried (below). If the compare-and-set
-   *    finds a worker's write, the job was stored and is being built: the answer is 202;
-   *  - a failed create may be stored later too: it is settled the same way (a `failed` record where
-   *    the key is still free or holds that attempt's `queued` record);
-   *  - what could not be settled at once waits in `unsettled` (memory of this process: the cheapest
-   *    design that covers what this serve answered; a serve killed mid-request leaves its record
-   *    to the reconciliation of nobody, as before). Every settleRetryMs, when a round trip to NATS
-   *    succeeds (after it, everything sent earlier on the connection has been read by the server),
-   *    each is settled; once NATS answers again that takes one interval.
-   *  - a redelivery of a webhook answered 503 finds the NOT_ACCEPTED record and revives it
-   *    (compare-and-set back to `queued`), then publishes (publish's `revived`).
-   */
-  private async enqueue(job: BuildJob, res: ServerResponse, outcome: (value: WebhookOutcome) => void): Promise<void> {
-    const record = initialRecord(job);
-    let created: { created: boolean; record: BuildRecord; revision?: number };
+    // Order: the queued record first (create-if-absent), then the publish. A redelivery finds the
+    // record; a failed publish removes the record again, so a 503 leaves neither a message nor a
+    // record. The reverse order could leave a message whose 202 was never sent and no record.
+    let created: { created: boolean; record: BuildRecord };
     try {
-      created = await this.deps.intake.createQueued(record);
+      created = await this.deps.intake.createQueued(initialRecord(job));
     } catch (err) {
       outcome('unavailable');
-      this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'cannot store the queued record; settling it as not accepted');
-      this.unsettled.set(job.id, { failed: notAccepted(record, err) });
-      this.scheduleSettle();
+      this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'cannot store the queued record');
       throw unavailable(err);
-    }
-    let revived: number | undefined;
-    if (!created.created && isNotAccepted(created.record) && created.revision !== undefined) {
-      // A redelivery of a webhook that was answered 503: queue it now.
-      let again: { revived: boolean; revision?: number };
-      try {
-        again = await this.deps.intake.reviveQueued(record, created.revision);
-      } catch (err) {
-        outcome('unavailable');
-        this.unsettled.set(job.id, { failed: notAccepted(record, err) });
-        this.scheduleSettle();
-        throw unavailable(err);
-      }
-      // Another redelivery revived it first: that one publishes and answers.
-      if (!again.revived) {
-        outcome('unavailable');
-        throw unavailable();
-      }
-      revived = again.revision;
-      created = { created: true, record, ...(again.revision !== undefined ? { revision: again.revision } : {}) };
     }
     if (!created.created && created.record.status !== 'queued') {
       // Redelivered after its build started or ended: nothing to publish.
@@ -410,20 +333,14 @@ class ServeApp {
       // A redelivery of a still-queued job publishes again with the same Nats-Msg-Id: within the
       // stream's duplicate window JetStream drops it, and if the first publish never happened
       // (serve died in between) this one queues it.
-      const published = await this.deps.intake.publish(job, revived !== undefined ? { revived } : {});
+      const published = await this.deps.intake.publish(job);
       const duplicate = published.duplicate || !created.created;
       outcome(duplicate ? 'duplicate' : 'queued');
       return sendJson(res, 202, { jobId: job.id, status: 'queued', ...(duplicate ? { duplicate: true } : {}) });
     } catch (err) {
-      // A redelivery's publish failing leaves the record of the attempt that created it alone.
-      if (created.created && (await this.settle(notAccepted(record, err), created.revision)) === 'taken') {
-        // The publish was stored and a worker has the job: it was accepted after all.
-        outcome('queued');
-        this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'publish unacknowledged, but a worker already took the job');
-        return sendJson(res, 202, { jobId: job.id, status: 'queued' });
-      }
       outcome('unavailable');
-      this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'publish failed; the record is settled as not accepted');
+      this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'publish failed; removing the queued record');
+      if (created.created) await this.discard(job.id);
       throw unavailable(err);
     }
   }
@@ -433,47 +350,40 @@ class ServeApp {
     return { ...(image.registry ? { registry: image.registry } : {}), push: image.push, tlsVerify: image.tlsVerify, buildArgs: {} };
   }
 
-  /** settleNotAccepted, waited for at most SETTLE_WAIT_MS; undecided: retried in the background. */
-  private async settle(failed: BuildRecord, revision: number | undefined): Promise<'settled' | 'taken' | 'pending'> {
-    const attempt = this.deps.intake.settleNotAccepted(failed, revision);
-    let timer: NodeJS.Timeout | undefined;
-    const wait = new Promise<'pending'>((resolve) => (timer = setTimeout(() => resolve('pending'), SETTLE_WAIT_MS)));
-    const result = await Promise.race([attempt.catch(() => 'pending' as const), wait]);
-    clearTimeout(timer);
-    if (result === 'pending') {
-      this.unsettled.set(failed.id, { failed, ...(revision !== undefined ? { revision } : {}) });
-      this.scheduleSettle();
+  private async discard(id: string): Promise<void> {
+    try {
+      await this.deps.intake.discard(id);
+    } catch (err) {
+      this.deps.logger.warn({ jobId: id, err: describeError(err) }, 'cannot remove the queued record yet; will retry');
+      this.toDiscard.add(id);
+      this.scheduleDiscardRetry();
     }
-    return result;
   }
 
-  private scheduleSettle(): void {
-    if (this.settleTimer || this.stopped) return;
-    this.settleTimer = setTimeout(() => {
-      this.settleTimer = undefined;
-      void this.settleLeftovers();
-    }, this.deps.settleRetryMs);
-    this.settleTimer.unref();
+  private scheduleDiscardRetry(): void {
+    if (this.discardTimer) return;
+    this.discardTimer = setTimeout(() => {
+      this.discardTimer = undefined;
+      void this.retryDiscards();
+    }, DISCARD_RETRY_MS);
+    this.discardTimer.unref();
   }
 
-  private async settleLeftovers(): Promise<void> {
-    if ((await this.deps.intake.probe(HEALTH_TIMEOUT_MS)).nats === 'connected') {
-      for (const [id, { failed, revision }] of [...this.unsettled]) {
+  private async retryDiscards(): Promise<void> {
+    if (this.deps.intake.health().nats === 'connected') {
+      for (const id of [...this.toDiscard]) {
         try {
-          const result = await this.deps.intake.settleNotAccepted(failed, revision);
-          this.unsettled.delete(id);
-          if (result === 'taken' && revision !== undefined) {
-            this.deps.logger.error({ jobId: id }, 'a webhook answered 503 was built: a worker took its job before the record was settled');
-          } else {
-            this.deps.logger.info({ jobId: id, result }, 'record of a webhook answered 503 settled');
-          }
-        } catch (err) {
-          this.deps.logger.warn({ jobId: id, err: describeError(err) }, 'cannot settle the record yet; will retry');
+          // A worker may have picked the job up meanwhile (the publish was stored although its
+          // acknowledgement was lost): then the record is the worker's, not ours to remove.
+          const record = await this.deps.intake.get(id);
+          if (record?.status === 'queued') await this.deps.intake.discard(id);
+          this.toDiscard.delete(id);
+        } catch {
           break;
         }
       }
     }
-    if (this.unsettled.size > 0) this.scheduleSettle();
+    if (this.toDiscard.size > 0) this.scheduleDiscardRetry();
   }
 
   // ---- status API ----
