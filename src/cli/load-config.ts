@@ -1,10 +1,29 @@
 import { loadConfig, readConfigFile, type Config, type RawConfig } from '../config/config.js';
+import { registerSecrets } from '../core/secrets.js';
 import type { CliIO } from './io.js';
 
 /** The configuration for a command: its -c file (or ./oci-build.config.yaml), the environment, its flags. */
 export async function loadCliConfig(configPath: string | undefined, io: CliIO, flags: RawConfig = {}): Promise<Config> {
   const file = readConfigFile({ cwd: io.cwd, ...(configPath !== undefined ? { path: configPath } : {}) });
-  return loadConfig({ ...(file ? { file } : {}), env: io.env, flags: prune(flags), cwd: io.cwd });
+  const config = await loadConfig({ ...(file ? { file } : {}), env: io.env, flags: prune(flags), cwd: io.cwd });
+  registerConfigSecrets(config, io.env);
+  return config;
+}
+
+/**
+ * Every command's secrets become the process's (core/secrets.ts) as soon as its config is known,
+ * so that every line written afterwards is masked: build logs, daemon logs, records, errors.
+ * `nats.user` is a name, not a secret. OCI_BUILD_API_TOKEN is `status --server`'s token.
+ */
+export function registerConfigSecrets(config: Config, env: Record<string, string | undefined>): void {
+  registerSecrets([
+    config.git.token,
+    config.server.webhookSecret,
+    ...config.server.apiTokens,
+    config.nats.password,
+    config.nats.token,
+    env.OCI_BUILD_API_TOKEN,
+  ]);
 }
 
 /** Drops undefined leaves so an absent flag never overrides the environment or the file. */

@@ -5,6 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { createRequire } from 'node:module';
 import { ExitCode, UsageError, isOciBuildError, type ExitCodeValue } from '../core/errors.js';
+import { maskSecrets } from '../core/secrets.js';
 import type { CliIO } from './io.js';
 
 const require = createRequire(import.meta.url);
@@ -203,7 +204,7 @@ function wantsJson(argv: readonly string[]): boolean {
  * so a CI step parsing stdout always gets JSON. The human message still goes to stderr.
  */
 function writeJsonError(io: CliIO, error: Record<string, unknown>): void {
-  io.stdout.write(`${JSON.stringify({ error }, null, 2)}\n`);
+  io.stdout.write(`${maskSecrets(JSON.stringify({ error }, null, 2))}\n`);
 }
 
 /** Prints an error for a human: the message, the hint; a stack trace only for our own bugs. */
@@ -213,6 +214,7 @@ export function reportError(err: unknown, io: CliIO): ExitCodeValue {
     if (err.hint) io.stderr.write(`hint: ${err.hint}\n`);
     return err.exitCode;
   }
-  io.stderr.write(`internal error (please report it): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  // Our typed errors are masked when made (core/errors.ts); anything else is masked here.
+  io.stderr.write(maskSecrets(`internal error (please report it): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`));
   return ExitCode.BuildFailed;
 }

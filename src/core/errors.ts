@@ -2,6 +2,8 @@
 // Exit codes (DESIGN.md): 0 success, 1 a build phase failed, 2 bad usage/config/input,
 // 3 a required tool or service is unavailable.
 
+import { maskSecrets } from './secrets.js';
+
 export const ExitCode = {
   Success: 0,
   BuildFailed: 1,
@@ -28,9 +30,11 @@ export class OciBuildError extends Error {
   readonly details?: Record<string, unknown>;
 
   constructor(message: string, options: OciBuildErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    // Masked here, once: an error's message and hint end up in records, logs, API answers and on
+    // the terminal, and may quote foreign text (a tool's output, a server's answer).
+    super(maskSecrets(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
-    this.hint = options.hint;
+    this.hint = options.hint === undefined ? undefined : maskSecrets(options.hint);
     this.details = options.details;
   }
 
@@ -155,10 +159,9 @@ export function isCancelled(err: unknown): boolean {
   return err instanceof CancelledError;
 }
 
-/** A short, single-line description of any thrown value. */
+/** A short, single-line description of any thrown value, without any secret of the process. */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
+  return maskSecrets(err instanceof Error ? err.message : String(err));
 }
 
 /** Exit code for an error code stored in a BuildRecord. */

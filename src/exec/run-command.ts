@@ -11,6 +11,7 @@ import {
   isOciBuildError,
 } from '../core/errors.js';
 import type { LogSink } from '../core/ports.js';
+import { secretMasker } from '../core/secrets.js';
 
 export interface RunOptions {
   cwd?: string;
@@ -34,7 +35,10 @@ export interface RunOptions {
   okExitCodes?: number[];
   /** How the command is named in errors (default the executable). */
   displayName?: string;
-  /** Strings masked as *** in logs and errors (tokens, passwords). */
+  /**
+   * Strings masked as *** in logs and errors (tokens, passwords), besides every secret the process
+   * has registered (core/secrets.ts), which are always masked.
+   */
   secrets?: string[];
 }
 
@@ -53,7 +57,7 @@ export type CommandRunner = (file: string, args: readonly string[], options?: Ru
 export const runCommand: CommandRunner = (file, args, options = {}) => {
   const started = Date.now();
   const killGraceMs = options.killGraceMs ?? 10_000;
-  const mask = masker(options.secrets);
+  const mask = secretMasker(options.secrets);
   const name = options.displayName ?? file;
   if (options.signal?.aborted) return Promise.reject(abortReason(options.signal, name));
 
@@ -203,12 +207,6 @@ function abortReason(signal: AbortSignal, name: string): Error {
 function osSignalNumber(signal: NodeJS.Signals): number | undefined {
   const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
   return numbers[signal];
-}
-
-function masker(secrets: string[] | undefined): (text: string) => string {
-  const list = (secrets ?? []).filter((s) => s.length >= 4);
-  if (list.length === 0) return (text) => text;
-  return (text) => list.reduce((acc, secret) => acc.split(secret).join('***'), text);
 }
 
 const DEBIAN_PACKAGES: Record<string, string> = {

@@ -5,6 +5,7 @@
 
 import { headers, type JsMsg, type MsgHdrs, type PubAck } from 'nats';
 import { describeError } from '../core/errors.js';
+import { maskSecrets } from '../core/secrets.js';
 import type { BuildLog, LogStore, LogStream } from '../core/ports.js';
 import { LOG_SUBJECT_PREFIX, natsUnavailable, subjectToken, type NatsContext } from './nats.js';
 
@@ -42,7 +43,8 @@ class JetStreamBuildLog implements BuildLog {
 
   write(text: string, stream: LogStream = 'stdout'): void {
     if (this.closed) return;
-    for (const raw of text.split('\n')) {
+    // Masked before it is cut: a cut through a secret would leave a piece no mask matches.
+    for (const raw of maskSecrets(text).split('\n')) {
       const line = Buffer.byteLength(raw) > MAX_LINE_BYTES ? `${Buffer.from(raw).subarray(0, MAX_LINE_BYTES).toString()}… [line cut]` : raw;
       let h: MsgHdrs | undefined;
       if (stream !== 'stdout') {

@@ -1,8 +1,11 @@
 // JSON logs for the daemons (serve, worker): pino, with secrets redacted before anything is written.
 // Redaction is by key name at the depths our log calls use; callers still never pass a whole
 // config or request object (a log line names what it needs: jobId, path, status, durationMs).
+// Whatever a line says, every secret the process knows is masked out of it as it is written
+// (core/secrets.ts): a secret's value under an innocent key, or quoted in an error message.
 
 import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import { maskSecrets } from '../core/secrets.js';
 
 export type Logger = PinoLogger;
 
@@ -62,6 +65,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
+      // On the serialised line, children included. With no secret registered this is a call
+      // that returns its argument; with some, one regular-expression scan of the line.
+      hooks: { streamWrite: maskSecrets },
     },
     options.destination ?? daemonDestination(),
   );

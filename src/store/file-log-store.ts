@@ -1,10 +1,12 @@
 // The local LogStore: each build's full output in <workDir>/logs/<id>.log, raw lines as the tools
-// printed them (no timestamps or stream markers), so the file reads and greps like the terminal.
+// printed them (no timestamps or stream markers), so the file reads and greps like the terminal;
+// only the process's secrets are masked (core/secrets.ts).
 
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OciBuildError } from '../core/errors.js';
+import { maskSecrets } from '../core/secrets.js';
 import type { BuildLog, LogSink, LogStore, LogStream } from '../core/ports.js';
 import { assertValidBuildId } from './file-build-store.js';
 
@@ -72,8 +74,9 @@ export class FileBuildLog implements BuildLog {
     return this.writeError;
   }
 
-  /** One line; lines written after close() are dropped (the build is over). */
-  write(line: string, stream?: LogStream): void {
+  /** One line, secrets masked; lines written after close() are dropped (the build is over). */
+  write(text: string, stream?: LogStream): void {
+    const line = maskSecrets(text);
     this.tee?.write(line, stream);
     if (this.closed || this.writeError) return;
     // The sink's contract has no trailing newline; one line in, one line out.
