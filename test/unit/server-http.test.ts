@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { request } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,6 +29,19 @@ function delivery(): string {
   return `00000000-0000-4000-8000-${counter.toString(16).padStart(12, '0')}`;
 }
 
+let pushes = 0;
+/**
+ * The push fixture as another push (its own `after`): the same body under a new delivery id is a
+ * replay, answered `duplicate push`.
+ */
+function distinctPush(body = PUSH): string {
+  pushes++;
+  const after = createHash('sha1').update(`push-${pushes}`).digest('hex');
+  const changed = body.replace('"after": "4c5a7d3e9b1f0a2c8e6d4b2a0f9e8d7c6b5a4938"', `"after": "${after}"`);
+  if (changed === body) throw new Error('the fixture has no such "after"');
+  return changed;
+}
+
 interface Captured {
   lines: Array<Record<string, unknown>>;
   text: string[];
@@ -47,7 +61,7 @@ function captureLogger() {
   return { logger: createLogger({ destination, level: 'info' }), captured };
 }
 
-function sendWebhook(url: string, options: { body?: string; event?: string; delivery?: string | null; signature?: string | null; contentType?: string } = {}) {
+function sendWebhook(url: string, options: { body?: string | Buffer; event?: string; delivery?: string | null; signature?: string | null; contentType?: string } = {}) {
   const body = options.body ?? PUSH;
   const headers: Record<string, string> = { 'content-type': options.contentType ?? 'application/json', 'x-github-event': options.event ?? 'push' };
   const id = options.delivery === undefined ? delivery() : options.delivery;
@@ -192,7 +206,7 @@ describe('POST /webhooks/github', () => {
     expect(intake.records.size).toBe(0);
     intake.failPublish = false;
     intake.failCreate = true;
-    expect((await sendWebhook(server.url)).status).toBe(503);
+    expect((await sendWebhook(server.url, { body: distinctPush() })).status).toBe(503);
     expect(intake.records.size).toBe(0);
   });
 
@@ -272,6 +286,117 @@ describe('POST /webhooks/github', () => {
     expect(all).not.toContain(SECRET);
     expect(all).not.toContain(TOKEN);
     expect(all).not.toMatch(/sha256=[0-9a-f]{64}/);
+  });
+});
+
+describe('POST /webhooks/github: replays and what a push may make a worker fetch', () => {
+  let intake: FakeIntake;
+  let server: RunningServer;
+  const nothingAccepted = () => {
+    expect(intake.published).toHaveLength(0);
+    expect(intake.records.size).toBe(0);
+    expect(intake.claims.size).toBe(0);
+  };
+
+  beforeEach(async () => {
+    intake = new FakeIntake();
+    server = await startServer({
+      // github.com (the fixture's host) by default; a loopback Git server only when listed with its port.
+      config: configWith({ OCI_BUILD_SERVER_WEBHOOK_SECRET: SECRET, OCI_BUILD_SERVER_ALLOWED_HOSTS: 'github.com,127.0.0.1:3000' }),
+      intake,
+      logger: createLogger({ level: 'silent' }),
+    });
+  });
+  afterEach(() => server.close());
+
+  it('the same signed body under a fresh delivery id is 200 duplicate push and builds nothing', async () => {
+    const first = delivery();
+    expect((await sendWebhook(server.url, { delivery: first })).status).toBe(202);
+    const replay = await sendWebhook(server.url, { delivery: delivery() });
+    expect(replay.status).toBe(200);
+    expect(await replay.json()).toEqual({ ignored: 'duplicate push', detail: expect.stringContaining(`build gh-${first}`) });
+    expect(intake.published).toHaveLength(1);
+    expect([...intake.records.keys()]).toEqual([`gh-${first}`]);
+    // GitHub's own redelivery (same delivery id) still answers its job.
+    const redelivery = await sendWebhook(server.url, { delivery: first });
+    expect(redelivery.status).toBe(202);
+    expect(await redelivery.json()).toMatchObject({ jobId: `gh-${first}`, duplicate: true });
+    // Another push (its own `after`) of the same branch builds.
+    expect((await sendWebhook(server.url, { body: distinctPush() })).status).toBe(202);
+    expect(intake.published).toHaveLength(2);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/oci_build_webhooks_total\{event="push",outcome="duplicate"\} 2/);
+  });
+
+  it('a replay in form encoding, or with the repository name in another case, is the same push', async () => {
+    expect((await sendWebhook(server.url)).status).toBe(202);
+    const form = new URLSearchParams({ payload: PUSH }).toString();
+    expect(await (await sendWebhook(server.url, { body: form, contentType: 'application/x-www-form-urlencoded' })).json()).toMatchObject({ ignored: 'duplicate push' });
+    const upper = PUSH.replace('"full_name": "octo-org/hello-service"', '"full_name": "Octo-Org/Hello-Service"');
+    expect(await (await sendWebhook(server.url, { body: upper })).json()).toMatchObject({ ignored: 'duplicate push' });
+    expect(intake.published).toHaveLength(1);
+  });
+
+  it('a claim that cannot be written is 503 and nothing is accepted; after a 503 the same delivery passes', async () => {
+    intake.failClaim = true;
+    const res = await sendWebhook(server.url);
+    expect(res.status).toBe(503);
+    nothingAccepted();
+    intake.failClaim = false;
+    // The claim was written, then the publish failed: GitHub's redelivery is the same job and builds.
+    intake.failPublish = true;
+    const id = delivery();
+    expect((await sendWebhook(server.url, { delivery: id })).status).toBe(503);
+    intake.failPublish = false;
+    const again = await sendWebhook(server.url, { delivery: id });
+    expect(again.status).toBe(202);
+    expect(await again.json()).toMatchObject({ jobId: `gh-${id}` });
+    expect(intake.published.map((j) => j.id)).toEqual([`gh-${id}`]);
+  });
+
+  const withUrls = (clone: string, html = clone.replace(/\.git$/, '')) =>
+    PUSH.replace('"clone_url": "https://github.com/octo-org/hello-service.git"', `"clone_url": ${JSON.stringify(clone)}`).replace(
+      '"html_url": "https://github.com/octo-org/hello-service"',
+      `"html_url": ${JSON.stringify(html)}`,
+    );
+
+  const attacks: Array<[string, string, RegExp]> = [
+    ['another host than html_url', withUrls('http://127.0.0.1:3000/octo-org/hello-service.git', 'https://github.com/octo-org/hello-service'), /differs from repository\.html_url's host github\.com/],
+    ['a host not allowed', withUrls('https://evil.example/octo-org/hello-service.git'), /names host evil\.example, which is not in server\.allowedHosts/],
+    ['the link-local metadata address', withUrls('http://169.254.169.254/octo-org/hello-service.git'), /names host 169\.254\.169\.254, which is not in server\.allowedHosts/],
+    ['127.0.0.1 on a port not listed (NATS)', withUrls('http://127.0.0.1:4222/octo-org/hello-service.git'), /names host 127\.0\.0\.1:4222/],
+    ['userinfo naming github.com', withUrls('http://github.com@evil.example/octo-org/hello-service.git', 'https://github.com/octo-org/hello-service'), /must not carry credentials/],
+    ['a decimal IP', withUrls('http://2130706433/octo-org/hello-service.git'), /names host 127\.0\.0\.1, which is not in server\.allowedHosts/],
+    ['a path that is not full_name', withUrls('https://github.com/someone-else/hello-service.git', 'https://github.com/octo-org/hello-service'), /path "\/someone-else\/hello-service\.git" does not match repository\.full_name/],
+  ];
+  for (const [name, body, reason] of attacks) {
+    it(`clone_url attack, ${name}: 400 with the reason, nothing queued`, async () => {
+      const res = await sendWebhook(server.url, { body });
+      expect(res.status).toBe(400);
+      const answer = (await res.json()) as { error: string; hint: string; code: string };
+      expect(answer.error).toMatch(reason);
+      expect(answer.hint).toMatch(/OCI_BUILD_SERVER_ALLOWED_HOSTS/);
+      nothingAccepted();
+    });
+  }
+
+  it('a listed loopback Git server with a consistent html_url is accepted', async () => {
+    const res = await sendWebhook(server.url, { body: withUrls('http://127.0.0.1:3000/octo-org/hello-service.git') });
+    expect(res.status).toBe(202);
+    expect(intake.published[0]?.source).toMatchObject({ url: 'http://127.0.0.1:3000/octo-org/hello-service.git' });
+  });
+
+  it('invalid UTF-8 in a payload field is 400, in JSON and in form bodies', async () => {
+    const bytes = Buffer.from(PUSH.replace('"pusher": {\n    "name": "mona"', '"pusher": {\n    "name": "mona\u0001"'));
+    expect(bytes.includes(0x01)).toBe(true);
+    bytes[bytes.indexOf(0x01)] = 0xff;
+    const json = await sendWebhook(server.url, { body: bytes });
+    expect(json.status).toBe(400);
+    expect(((await json.json()) as { error: string }).error).toMatch(/not valid UTF-8/);
+    const form = await sendWebhook(server.url, { body: `payload=${encodeURIComponent('{"ref":"refs/heads/main","x":"')}%FF%22%7D`, contentType: 'application/x-www-form-urlencoded' });
+    expect(form.status).toBe(400);
+    expect(((await form.json()) as { error: string }).error).toMatch(/not valid UTF-8/);
+    nothingAccepted();
   });
 });
 
