@@ -3,6 +3,7 @@
 // On abort the whole group gets SIGTERM, then SIGKILL after a grace period, so no grandchild
 // (a Maven JVM, a Go compiler, a buildah RUN step) outlives the build.
 
+import { readdirSync, readFileSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import {
   CancelledError,
@@ -183,11 +184,39 @@ export const runCommand: CommandRunner = (file, args, options = {}) => {
 function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
-    return true;
   } catch (err) {
     // EPERM: the group exists but is not ours to signal (it cannot be, but say alive).
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+  return hasLiveMember(pgid);
+}
+
+/**
+ * kill(-pgid, 0) succeeds while a member is a zombie. An orphan (bubblewrap's init in a PID
+ * namespace exits just after its monitor) is reparented to PID 1, which may reap only every second
+ * or so (it does here): such a member holds no file and runs nothing, so it does not count.
+ * Without /proc, every member counts.
+ */
+function hasLiveMember(pgid: number): boolean {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return true;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') return true;
+  }
+  return false;
 }
 
 /** Polls until no process is left in the group (killed members take a moment to be reaped). */

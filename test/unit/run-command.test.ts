@@ -1,6 +1,7 @@
 // runCommand against real processes. `sh` here is only a test program given as an argument array:
 // it spawns grandchildren the way a build tool does (a Maven JVM, a Go compiler).
 
+import { execFileSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import {
   BuildTimeoutError,
@@ -21,22 +22,24 @@ class MemorySink implements LogSink {
   }
 }
 
+/**
+ * A process of the group still runs. Zombies do not count: killed orphans are reparented to PID 1,
+ * which here reaps them only every second or so, and a zombie runs nothing and holds no file.
+ */
 function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return execFileSync('ps', ['-eo', 'pgid=,stat='], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .some(([group, stat]) => Number(group) === pgid && !stat?.startsWith('Z'));
 }
 
-/** Processes whose process group is `pgid`, from ps (zombies included). */
+/** Processes whose process group is `pgid`, from ps (zombies left out, as above). */
 function processesInGroup(pgid: number): Promise<string[]> {
   return runCommand('ps', ['-eo', 'pid=,pgid=,stat=,args=']).then((r) =>
     r.stdout
       .split('\n')
       .map((l) => l.trim().split(/\s+/))
-      .filter((cols) => Number(cols[1]) === pgid)
+      .filter((cols) => Number(cols[1]) === pgid && !cols[2]?.startsWith('Z'))
       .map((cols) => cols.join(' ')),
   );
 }
