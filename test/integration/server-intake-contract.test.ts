@@ -2,7 +2,7 @@
 // real adapter over NATS JetStream (QueueIntake): the fake may not promise what NATS does not do.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { DEFAULTS } from '../../src/config/config.js';
 import { initialRecord } from '../../src/core/pipeline.js';
 import type { BuildJob } from '../../src/core/types.js';
@@ -58,6 +58,29 @@ function contract(name: string, setup: () => Promise<Subject>, teardown: () => P
       const j = job();
       expect(await subject.intake.publish(j)).toEqual({ duplicate: false });
       expect(await subject.intake.publish({ ...j, createdAt: new Date().toISOString() })).toEqual({ duplicate: true });
+    });
+
+    it('claimPush: the first job keeps the claim; that job claims it again, any other is told who holds it', async () => {
+      const key = createHash('sha256').update(randomUUID()).digest('hex');
+      const first = job();
+      const replay = job();
+      const listed = (await subject.intake.list({})).length;
+      expect(await subject.intake.claimPush(key, first.id)).toEqual({ jobId: first.id, claimed: true });
+      expect(await subject.intake.claimPush(key, replay.id)).toEqual({ jobId: first.id, claimed: false });
+      expect(await subject.intake.claimPush(key, first.id)).toEqual({ jobId: first.id, claimed: true });
+      // Claims live beside the records and never show in a listing.
+      expect((await subject.intake.list({})).length).toBe(listed);
+      const other = createHash('sha256').update(randomUUID()).digest('hex');
+      expect(await subject.intake.claimPush(other, replay.id)).toEqual({ jobId: replay.id, claimed: true });
+    });
+
+    it('claimPush under concurrency: exactly one of many jobs gets the claim', async () => {
+      const key = createHash('sha256').update(randomUUID()).digest('hex');
+      const jobs = Array.from({ length: 20 }, () => job());
+      const answers = await Promise.all(jobs.map((j) => subject.intake.claimPush(key, j.id)));
+      const winners = answers.filter((a) => a.claimed);
+      expect(winners).toHaveLength(1);
+      expect(new Set(answers.map((a) => a.jobId))).toEqual(new Set([winners[0]!.jobId]));
     });
 
     it('discard removes a record; get of an unknown id is undefined', async () => {
