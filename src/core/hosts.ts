@@ -55,10 +55,14 @@ export function hostLabel(url: URL): string {
   return url.port === '' ? url.hostname : `${url.hostname}:${url.port}`;
 }
 
-/** 127.0.0.0/8, ::1 (also as an IPv4-mapped address) and `localhost`: traffic that never leaves the machine. */
+/**
+ * 127.0.0.0/8, ::1 (also as an IPv4-mapped address) and `localhost`: traffic that never leaves the
+ * machine. Not `*.localhost`: RFC 6761 reserves it, but glibc (nsswitch `files dns`) asks DNS for
+ * it, and a DNS answer may name any address.
+ */
 export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  if (host === 'localhost') return true;
   if (/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) return true;
   return host === '[::1]' || /^\[::ffff:(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|7f[0-9a-f]{2}:[0-9a-f]{1,4})\]$/.test(host);
 }
