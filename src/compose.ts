@@ -1,10 +1,12 @@
 // The composition root: real adapters built from the configuration. The CLI's `build` and the
 // worker get the same pipeline adapters; only the store, the logs and the reporter differ.
 
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from './config/config.js';
 import type { CodeBuilder, ImageBuilder, ProjectDetector, SourceProvider } from './core/ports.js';
 import { runCommand, type CommandRunner } from './exec/run-command.js';
+import { createBuildRunner, type BuildRunner } from './exec/sandbox.js';
 import { CacheService } from './cache/cache-service.js';
 import { MirrorCache } from './cache/mirror-cache.js';
 import { createSourceProvider } from './git/source-provider.js';
@@ -76,18 +78,50 @@ function lazyNxBuilder(deps: NxDeps): CodeBuilder {
   };
 }
 
+/**
+ * What a sandboxed build command must not see (exec/sandbox.ts binds the tree and its caches back):
+ * the whole work directory (mirrors, other worktrees, records, logs), the invoking user's HOME,
+ * container storage, registry credentials and the config file, which may hold tokens.
+ */
+export function sandboxHiddenPaths(config: Config, env: NodeJS.ProcessEnv = process.env): string[] {
+  const home = env.HOME || homedir();
+  const paths = [
+    config.workDir,
+    home,
+    '/var/lib/containers',
+    '/run/containers',
+    config.image.root,
+    config.image.runRoot,
+    config.image.authFile,
+    env.REGISTRY_AUTH_FILE,
+    env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json') : undefined,
+    join(home, '.docker', 'config.json'),
+    env.DOCKER_CONFIG ? join(env.DOCKER_CONFIG, 'config.json') : undefined,
+    config.configFile,
+  ];
+  return [...new Set(paths.filter((p): p is string => typeof p === 'string' && p.length > 0))];
+}
+
+/** The runner of build commands (language builds, npm, Nx) for `build.sandbox` and `build.env`. */
+export function createBuildCommandRunner(config: Config, run: CommandRunner = runCommand, env: NodeJS.ProcessEnv = process.env): BuildRunner {
+  return createBuildRunner({ run, mode: config.build.sandbox, hide: sandboxHiddenPaths(config, env), env: config.build.env, parentEnv: env });
+}
+
 /** The adapters of the pipeline's phases, from the configuration. */
 export function createPipelineAdapters(config: Config, run: CommandRunner = runCommand): PipelineAdapters {
   const cache = createCacheService(config);
   const killGraceMs = config.build.killGraceMs;
+  // Build commands run a repository's code: sandboxed, with a clean environment. Git and buildah
+  // are oci-build's own commands and use `run` as it is.
+  const buildRun = createBuildCommandRunner(config, run);
   return {
     cache,
     source: createSourceProvider({ workDir: config.workDir, git: config.git }),
     detector: createProjectDetector({
       overrides: config.build.projects,
-      nx: lazyNxDetector({ run, cache, killGraceMs }),
+      nx: lazyNxDetector({ run: buildRun, cache, killGraceMs }),
     }),
-    builder: createCodeBuilder({ run, cache, killGraceMs, nx: lazyNxBuilder({ run, cache, killGraceMs }) }),
+    builder: createCodeBuilder({ run: buildRun, cache, killGraceMs, nx: lazyNxBuilder({ run: buildRun, cache, killGraceMs }) }),
     images: createBuildahImageBuilder({ run, options: buildahOptions(config), killGraceMs }),
   };
 }

@@ -14,10 +14,13 @@ import {
 import type { CodeBuilder, LogSink, LogStream, PhaseContext } from '../core/ports.js';
 import type { Project, ProjectBuildOutcome, Workspace } from '../core/types.js';
 import { installHint, type CommandRunner } from '../exec/run-command.js';
+import type { BuildRunner } from '../exec/sandbox.js';
+import { cacheMounts } from './cache-mounts.js';
 import { LANGUAGE_BUILDERS, type BuildStep } from './language-builders.js';
 
 export interface CodeBuilderDeps {
-  run: CommandRunner;
+  /** Runs the build commands (exec/sandbox.ts: sandboxed, with a clean environment). */
+  run: BuildRunner;
   cache: CacheService;
   /** Between SIGTERM and SIGKILL of a cancelled build command. */
   killGraceMs?: number;
@@ -75,6 +78,8 @@ async function buildProject(project: Project, workspace: Workspace, ctx: PhaseCo
 
   await deps.cache.prepare(caches);
   const env = deps.cache.toolEnv();
+  // The tree is the whole workspace (a project in a subdirectory may read its siblings).
+  const mounts = cacheMounts(deps.cache, caches);
   const recent = new RecentLines(ctx.log);
   for (const step of steps) {
     const command = [step.file, ...step.args].join(' ');
@@ -82,6 +87,8 @@ async function buildProject(project: Project, workspace: Workspace, ctx: PhaseCo
     try {
       await deps.run(step.file, step.args, {
         cwd: dir,
+        tree: workspace.dir,
+        ...mounts,
         env: { ...env, ...step.env },
         signal: ctx.signal,
         log: recent,

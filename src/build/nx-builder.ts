@@ -55,6 +55,7 @@ export function createNxBuilder(deps: NxDeps): CodeBuilder {
           // dependency failed, with Nx 22.7): the per-task results say which, and are checked below.
           okExitCodes: ANY_EXIT_CODE,
           capture: false,
+          writable: [tmp],
         });
         exitCode = result.exitCode;
         profile = parseNxProfile(await readFile(profileFile, 'utf8').catch(() => ''));

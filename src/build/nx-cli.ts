@@ -3,21 +3,26 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CacheKind } from '../cache/cache-service.js';
+import { CACHE_KINDS, type CacheKind } from '../cache/cache-service.js';
 import { BuildFailedError, CommandFailedError, InputError, ServiceUnavailableError } from '../core/errors.js';
 import { sanitizePathComponent } from '../core/naming.js';
 import type { PhaseContext } from '../core/ports.js';
-import type { CommandRunner } from '../exec/run-command.js';
+import type { BuildRunner } from '../exec/sandbox.js';
+import { cacheMounts } from './cache-mounts.js';
 
 /** What the Nx detector and builder need of the cache service (CacheService satisfies it). */
 export interface NxCacheAccess {
   path(kind: CacheKind): string;
   prepare(kinds?: readonly CacheKind[]): Promise<void>;
   toolEnv(): Record<string, string>;
+  /** Shown to sandboxed commands when present (CacheService has them; see cache-mounts.ts). */
+  dotnetHome?(): string;
+  mavenHome?(): string;
 }
 
 export interface NxDeps {
-  run: CommandRunner;
+  /** Runs npm and Nx (exec/sandbox.ts: sandboxed, with a clean environment). */
+  run: BuildRunner;
   cache: NxCacheAccess;
   /** Between SIGTERM and SIGKILL of a cancelled command. */
   killGraceMs?: number;
@@ -97,7 +102,15 @@ export function runNx(
   workspaceName: string,
   args: readonly string[],
   ctx: PhaseContext,
-  options: { env?: Record<string, string | undefined>; input?: string; log?: boolean; okExitCodes?: number[]; capture?: boolean } = {},
+  options: {
+    env?: Record<string, string | undefined>;
+    input?: string;
+    log?: boolean;
+    okExitCodes?: number[];
+    capture?: boolean;
+    /** Directories Nx writes besides the workspace and the caches (a file it is asked to write). */
+    writable?: readonly string[];
+  } = {},
 ) {
   const entry = nxEntryPoint(dir);
   if (!entry) {
@@ -107,8 +120,13 @@ export function runNx(
       }),
     );
   }
+  // Any language cache: the targets may call go, mvn, dotnet or npm.
+  const mounts = cacheMounts(deps.cache, CACHE_KINDS);
   return deps.run(process.execPath, [entry, ...args], {
     cwd: dir,
+    tree: dir,
+    writable: [...mounts.writable, ...(options.writable ?? [])],
+    readable: mounts.readable,
     env: { ...nxEnv(deps.cache, workspaceName), ...options.env },
     signal: ctx.signal,
     ...(options.log === false ? {} : { log: ctx.log }),
@@ -145,6 +163,8 @@ export async function ensureNxInstalled(deps: NxDeps, dir: string, ctx: PhaseCon
   try {
     await deps.run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], {
       cwd: dir,
+      tree: dir,
+      ...cacheMounts(deps.cache, ['npm', 'nx']),
       env: { ...deps.cache.toolEnv(), npm_config_cache: deps.cache.path('npm') },
       signal: ctx.signal,
       log: ctx.log,

@@ -106,7 +106,7 @@ async function readGraph(deps: NxDeps, root: string, name: string, ctx: PhaseCon
   try {
     const file = join(tmp, 'graph.json');
     try {
-      await runNx(deps, root, name, ['graph', `--file=${file}`], ctx, { log: false });
+      await runNx(deps, root, name, ['graph', `--file=${file}`], ctx, { log: false, writable: [tmp] });
     } catch (err) {
       if (err instanceof CommandFailedError) {
         throw new BuildFailedError(`Nx could not compute the project graph of ${root}: ${err.message}`, {

@@ -1,5 +1,6 @@
 // The language builders with the real toolchains (go 1.19, Maven 3.8 offline from the Debian
-// repository, .NET 10, npm), on the fixtures turned into Git repositories.
+// repository, .NET 10, npm), on the fixtures turned into Git repositories, every command in the
+// bubblewrap sandbox with its clean environment (as `oci-build build` and the worker run them).
 
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import type { CodeBuilder, LogSink, LogStream, PhaseContext } from '../../src/co
 import type { ProjectBuildOutcome, Workspace } from '../../src/core/types.js';
 import { createProjectDetector } from '../../src/detect/detect-projects.js';
 import { runCommand } from '../../src/exec/run-command.js';
+import { createBuildRunner } from '../../src/exec/sandbox.js';
 import { fixtureRepo, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
 import { hasTool } from '../helpers/toolchains.js';
 
@@ -36,7 +38,8 @@ beforeAll(async () => {
   fakeHome = await tempDir('oci-build-home-');
   process.env.HOME = fakeHome.path;
   cache = new CacheService(join(work.path, 'cache'));
-  builder = createCodeBuilder({ run: runCommand, cache, killGraceMs: 2_000 });
+  // The work directory is hidden but for the tree and its caches, HOME entirely.
+  builder = createCodeBuilder({ run: createBuildRunner({ mode: 'bubblewrap', hide: [work.path, fakeHome.path] }), cache, killGraceMs: 2_000 });
 });
 
 afterAll(async () => {

@@ -8,6 +8,7 @@ import { runCommand } from '../../exec/run-command.js';
 import { buildahOptions } from '../../compose.js';
 import { checkBuildah, checkRegistry } from '../../image/buildah.js';
 import { checkToolchains } from '../../build/code-builder.js';
+import { checkSandbox } from '../../exec/sandbox.js';
 import { colorEnabled } from '../render/reporter.js';
 import type { CliIO } from '../io.js';
 import { loadCliConfig } from '../load-config.js';
@@ -37,6 +38,10 @@ export async function doctorCommand(options: { config?: string; json?: boolean; 
   for (const tool of await checkToolchains(runCommand)) {
     checks.push({ name: tool.name, required: false, ok: tool.ok, ...(tool.version ? { detail: tool.version } : {}), ...(tool.fix ? { fix: tool.fix } : {}) });
   }
+
+  const sandbox = await checkSandbox(config.build.sandbox);
+  // Unsandboxed by choice is a warning; bubblewrap chosen and not working stops every build.
+  checks.push({ name: 'sandbox', required: !sandbox.warning, ok: sandbox.ok, detail: sandbox.detail, ...(sandbox.fix ? { fix: sandbox.fix } : {}) });
 
   checks.push(await checkWorkDir(config.workDir));
 
