@@ -2,7 +2,7 @@
 // src/queue adapters: what a webhook leaves in the jobs stream and the status bucket.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseConfig, type Config } from '../../src/config/config.js';
@@ -12,6 +12,7 @@ import { KvBuildStore } from '../../src/queue/kv-build-store.js';
 import { closeNats, connectNats, type NatsContext } from '../../src/queue/nats.js';
 import { JetStreamLogStore } from '../../src/queue/log-stream.js';
 import { startServer, type RunningServer } from '../../src/server/http-server.js';
+import { pushClaimKey } from '../../src/server/github-payload.js';
 import { createLogger } from '../../src/server/logger.js';
 import { signWebhookBody } from '../../src/server/webhook-signature.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
@@ -26,6 +27,17 @@ let serve: RunningServer;
 let ctx: NatsContext;
 let store: KvBuildStore;
 let config: Config;
+
+const FIXTURE_AFTER = '4c5a7d3e9b1f0a2c8e6d4b2a0f9e8d7c6b5a4938';
+
+/**
+ * The push fixture as a push of its own (a random `after`): the bucket's push claims outlive each
+ * test, and the same push under a new delivery id is a replay (200 duplicate push).
+ */
+function distinctPush(body = PUSH): { body: string; after: string } {
+  const after = randomBytes(20).toString('hex');
+  return { body: body.replaceAll(FIXTURE_AFTER, after), after };
+}
 
 function sendWebhook(options: { delivery?: string; body?: string; signature?: string | null } = {}) {
   const body = options.body ?? PUSH;
@@ -88,13 +100,14 @@ describe('webhook → JetStream', () => {
   it('a valid push is queued: the job in the stream and the queued record in the KV bucket', async () => {
     await purgeJobs();
     const delivery = randomUUID();
-    const res = await sendWebhook({ delivery });
+    const push = distinctPush();
+    const res = await sendWebhook({ delivery, body: push.body });
     expect(res.status).toBe(202);
     const body = (await res.json()) as { jobId: string; status: string };
     expect(body).toEqual({ jobId: `gh-${delivery}`, status: 'queued' });
     const jobs = await jobsInStream();
     expect(jobs).toHaveLength(1);
-    expect(jobs[0]).toMatchObject({ id: body.jobId, deliveryId: delivery, repository: { fullName: 'octo-org/hello-service', commit: '4c5a7d3e9b1f0a2c8e6d4b2a0f9e8d7c6b5a4938' } });
+    expect(jobs[0]).toMatchObject({ id: body.jobId, deliveryId: delivery, repository: { fullName: 'octo-org/hello-service', commit: push.after } });
     expect(await store.get(body.jobId)).toMatchObject({ id: body.jobId, status: 'queued', trigger: 'webhook', deliveryId: delivery });
   });
 
@@ -114,7 +127,7 @@ describe('webhook → JetStream', () => {
   it('50 concurrent webhooks are all queued, each once', async () => {
     await purgeJobs();
     const deliveries = Array.from({ length: 50 }, () => randomUUID());
-    const answers = await Promise.all(deliveries.map((delivery) => sendWebhook({ delivery })));
+    const answers = await Promise.all(deliveries.map((delivery) => sendWebhook({ delivery, body: distinctPush().body })));
     expect(answers.map((a) => a.status)).toEqual(deliveries.map(() => 202));
     const ids = await Promise.all(answers.map(async (a) => ((await a.json()) as { jobId: string }).jobId));
     expect(new Set(ids).size).toBe(50);
@@ -127,8 +140,9 @@ describe('webhook → JetStream', () => {
   it('a redelivered webhook answers the same id and leaves one message', async () => {
     await purgeJobs();
     const delivery = randomUUID();
-    const first = (await (await sendWebhook({ delivery })).json()) as { jobId: string };
-    const again = await Promise.all([sendWebhook({ delivery }), sendWebhook({ delivery })]);
+    const { body } = distinctPush();
+    const first = (await (await sendWebhook({ delivery, body })).json()) as { jobId: string };
+    const again = await Promise.all([sendWebhook({ delivery, body }), sendWebhook({ delivery, body })]);
     for (const res of again) {
       expect(res.status).toBe(202);
       expect(((await res.json()) as { jobId: string }).jobId).toBe(first.jobId);
@@ -137,12 +151,74 @@ describe('webhook → JetStream', () => {
   });
 });
 
+describe('replays and what a push may make a worker fetch (issue 15, findings 3 and 4)', () => {
+  it('an attacker replaying a signed push under a fresh delivery id gets 200 duplicate push, and nothing more is queued', async () => {
+    await purgeJobs();
+    // A real push as GitHub signed it, seen by the attacker (a proxy log, a leaked delivery).
+    const { body, after } = distinctPush();
+    const signature = signWebhookBody(SECRET, body);
+    const original = randomUUID();
+    const first = await sendWebhook({ delivery: original, body, signature });
+    expect(first.status).toBe(202);
+    expect(await first.json()).toEqual({ jobId: `gh-${original}`, status: 'queued' });
+
+    // The same bytes and the same signature; only X-GitHub-Delivery (not signed) is new.
+    const replayed = randomUUID();
+    const replay = await sendWebhook({ delivery: replayed, body, signature });
+    expect(replay.status).toBe(200);
+    expect(await replay.json()).toEqual({ ignored: 'duplicate push', detail: expect.stringContaining(`gh-${original}`) });
+
+    // Also through another serve replica: the claim is in NATS, not in one process.
+    const replica = await startServer({ config, logger: createLogger({ level: 'silent' }), watchRecords: false });
+    try {
+      const again = await fetch(`${replica.url}/webhooks/github`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': signature },
+        body,
+      });
+      expect(again.status).toBe(200);
+      expect(await again.json()).toMatchObject({ ignored: 'duplicate push' });
+    } finally {
+      await replica.close();
+    }
+
+    const jobs = await jobsInStream();
+    expect(jobs.map((j) => j.id)).toEqual([`gh-${original}`]);
+    const records = (await store.list({ repo: 'octo-org/hello-service' })).filter((r) => r.repository.commit === after);
+    expect(records.map((r) => r.id)).toEqual([`gh-${original}`]);
+    expect(await store.get(`gh-${replayed}`)).toBeUndefined();
+    const claim = await ctx.kv.get(`push.${pushClaimKey({ fullName: 'octo-org/hello-service', ref: 'refs/heads/main', before: '6113728f27ae82c7b1a177c8d03f9e96e0adf246', commit: after })}`);
+    expect(claim?.string()).toBe(`gh-${original}`);
+
+    // GitHub's own redelivery (the original delivery id) still answers its job, once.
+    const redelivered = await sendWebhook({ delivery: original, body, signature });
+    expect(redelivered.status).toBe(202);
+    expect(await redelivered.json()).toMatchObject({ jobId: `gh-${original}`, duplicate: true });
+    expect(await streamMessages()).toBe(1);
+  });
+
+  it('a signed push whose clone_url is the link-local metadata address is 400 and leaves nothing in NATS', async () => {
+    await purgeJobs();
+    const { body, after } = distinctPush(
+      PUSH.replace('"clone_url": "https://github.com/octo-org/hello-service.git"', '"clone_url": "http://169.254.169.254/octo-org/hello-service.git"'),
+    );
+    const delivery = randomUUID();
+    const res = await sendWebhook({ delivery, body });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(/names host 169\.254\.169\.254, which is not in server\.allowedHosts \(github\.com\)/);
+    expect(await streamMessages()).toBe(0);
+    expect(await store.get(`gh-${delivery}`)).toBeUndefined();
+    const claim = await ctx.kv.get(`push.${pushClaimKey({ fullName: 'octo-org/hello-service', ref: 'refs/heads/main', before: '6113728f27ae82c7b1a177c8d03f9e96e0adf246', commit: after })}`);
+    expect(claim).toBeNull();
+  });
+});
+
 describe('supersede bookkeeping', () => {
   it('after a burst of pushes to one branch, the newest job of that branch is the last one JetStream accepted', async () => {
     await purgeJobs();
     const branch = `burst-${randomUUID().slice(0, 8)}`;
     const body = PUSH.replace('"refs/heads/main"', `"refs/heads/${branch}"`);
-    const answers = await Promise.all(Array.from({ length: 20 }, () => sendWebhook({ body })));
+    const answers = await Promise.all(Array.from({ length: 20 }, () => sendWebhook({ body: distinctPush(body).body })));
     expect(answers.map((a) => a.status)).toEqual(answers.map(() => 202));
     const info = await ctx.jsm.streams.info(config.nats.stream);
     const last = await ctx.jsm.streams.getMessage(config.nats.stream, { seq: info.state.last_seq });
@@ -261,7 +337,7 @@ describe('NATS going away and coming back', () => {
 
     const delivery = randomUUID();
     const started = Date.now();
-    const res = await sendWebhook({ delivery });
+    const res = await sendWebhook({ delivery, body: distinctPush().body });
     expect(res.status).toBe(503);
     expect(Date.now() - started).toBeLessThan(1000);
     expect((await fetch(`${serve.url}/builds`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(503);
@@ -274,7 +350,7 @@ describe('NATS going away and coming back', () => {
     expect((await store.list()).length).toBe(recordsBefore);
 
     // And it queues again.
-    expect((await sendWebhook()).status).toBe(202);
+    expect((await sendWebhook({ body: distinctPush().body })).status).toBe(202);
     expect(await streamMessages()).toBe(1);
   });
 });
