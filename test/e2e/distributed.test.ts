@@ -57,6 +57,7 @@ async function push(repo: FixtureRepo, name: string, before = '0'.repeat(40)): P
   payload.repository.name = name;
   payload.repository.full_name = `acme/${name}`;
   payload.repository.clone_url = gitServer.url(`acme/${name}`);
+  payload.repository.html_url = `http://127.0.0.1:${gitServer.port}/acme/${name}`;
   payload.head_commit.id = repo.commit;
   const body = JSON.stringify(payload);
   const response = await fetch(`${serveUrl}/webhooks/github`, {
@@ -106,6 +107,8 @@ beforeAll(async () => {
     OCI_BUILD_SERVER_PORT: String(port),
     OCI_BUILD_SERVER_WEBHOOK_SECRET: SECRET,
     OCI_BUILD_SERVER_API_TOKENS: TOKEN,
+    // The loopback Git server is where these pushes come from: serve refuses any host not listed.
+    OCI_BUILD_SERVER_ALLOWED_HOSTS: `127.0.0.1:${gitServer.port}`,
     OCI_BUILD_IMAGE_REGISTRY: `${registry.host}/ci`,
     OCI_BUILD_IMAGE_PUSH: 'true',
     OCI_BUILD_IMAGE_TLS_VERIFY: 'false',
