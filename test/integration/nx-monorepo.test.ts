@@ -1,6 +1,7 @@
 // The Nx detector and builder against the real thing: Nx 22 from the fixture's lockfile, real Go,
 // Maven (offline, seeded cache), .NET, driven through runPipeline with the local source. Images
-// come from a fake image builder, except in one test that uses real buildah.
+// come from a fake image builder, except in one test that uses real buildah. npm and Nx run in
+// the bubblewrap sandbox with their clean environment, as `oci-build build` and the worker run them.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import type { BuildJob, BuildRecord, PhaseMetric } from '../../src/core/types.js
 import { createNxBuilder } from '../../src/build/nx-builder.js';
 import { createNxDetector } from '../../src/detect/nx-detector.js';
 import { runCommand } from '../../src/exec/run-command.js';
+import { createBuildRunner, type BuildRunner } from '../../src/exec/sandbox.js';
 import { createSourceProvider } from '../../src/git/source-provider.js';
 import { createBuildahImageBuilder } from '../../src/image/buildah.js';
 import { FakeImageBuilder, MemoryBuildStore, MemoryLogStore, RecordingReporter } from '../helpers/fakes.js';
@@ -25,6 +27,7 @@ const ALL_PROJECTS = ['cli-tool', 'dotnet-app', 'go-app', 'java-app', 'shared'];
 
 let work: TempDir;
 let cache: CacheService;
+let buildRun: BuildRunner;
 /** node_modules installed by the first build's `npm ci`, copied into later repositories. */
 let nodeModules: string | undefined;
 const repos: FixtureRepo[] = [];
@@ -32,6 +35,8 @@ const repos: FixtureRepo[] = [];
 beforeAll(async () => {
   work = await tempDir('oci-build-nx-');
   cache = new CacheService(join(work.path, 'cache'));
+  // The work directory (worktrees, caches) is hidden but for the tree and its caches, HOME entirely.
+  buildRun = createBuildRunner({ mode: 'bubblewrap', hide: [work.path, process.env.HOME ?? '/root'] });
 });
 
 afterAll(async () => {
@@ -51,9 +56,9 @@ async function build(repo: FixtureRepo, options: Partial<BuildJob> = {}, images:
   const logs = new MemoryLogStore();
   const id = `nx-${++jobCount}`;
   const deps: PipelineDeps = {
-    source: createSourceProvider({ workDir: join(work.path, 'work'), git: { depth: 1, retries: 0, retryDelayMs: 0, retryMaxDelayMs: 0 } }),
-    detector: createNxDetector({ run: runCommand, cache, killGraceMs: 2000 }),
-    builder: createNxBuilder({ run: runCommand, cache, killGraceMs: 2000 }),
+    source: createSourceProvider({ workDir: join(work.path, 'work'), git: { tokenHosts: [], depth: 1, retries: 0, retryDelayMs: 0, retryMaxDelayMs: 0 } }),
+    detector: createNxDetector({ run: buildRun, cache, killGraceMs: 2000 }),
+    builder: createNxBuilder({ run: buildRun, cache, killGraceMs: 2000 }),
     images,
     store: new MemoryBuildStore(),
     logs,
@@ -249,9 +254,9 @@ describe('Nx monorepo (real Nx 22)', () => {
     await writeFile(projectJson, readFileSync(projectJson, 'utf8').replace('"go build', `"${marker} && go build`));
     const controller = new AbortController();
     const lines: string[] = [];
-    const workspace = await createNxDetector({ run: runCommand, cache }).detect(repo.dir, { name: 'cancel', projects: ['cli-tool'] }, { signal: controller.signal, log: { write: (l) => void lines.push(l) } });
+    const workspace = await createNxDetector({ run: buildRun, cache }).detect(repo.dir, { name: 'cancel', projects: ['cli-tool'] }, { signal: controller.signal, log: { write: (l) => void lines.push(l) } });
     const running = () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').some((l) => l.startsWith(marker));
-    const build = createNxBuilder({ run: runCommand, cache, killGraceMs: 2000 }).build(workspace, { signal: controller.signal, log: { write: (l) => void lines.push(l) } });
+    const build = createNxBuilder({ run: buildRun, cache, killGraceMs: 2000 }).build(workspace, { signal: controller.signal, log: { write: (l) => void lines.push(l) } });
     const settled = build.catch((e: unknown) => e);
     const deadline = Date.now() + 60_000;
     while (!running() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
