@@ -1,7 +1,8 @@
 // The GitService port on isomorphic-git: one persistent mirror per remote, synced under the
 // repository's lock with retries, answering from what it holds when the remote is down, and
 // fetching older history only when a build asks for it. Credentials go to the server through
-// onAuth and are masked out of everything the service writes to a build's log.
+// onAuth, only where credential-policy.ts allows, and are registered as the process's secrets so
+// that nothing written anywhere carries them.
 
 import { performance } from 'node:perf_hooks';
 import * as fs from 'node:fs';
@@ -14,12 +15,14 @@ import {
   ServiceUnavailableError,
 } from '../core/errors.js';
 import type { Clock, GitService, PhaseContext, SyncedRepository } from '../core/ports.js';
+import { maskSecrets, registerSecrets } from '../core/secrets.js';
 import type { Config } from '../config/config.js';
 import { withLock } from './lock.js';
 import { FULL_DEPTH, Mirror } from './mirror.js';
-import { RemoteFetchFailure, retryTransient, secretMasker, type RemoteFailure } from './remote-errors.js';
+import { decideCredentials, type CredentialDecision } from './credential-policy.js';
+import { RemoteFetchFailure, retryTransient, type RemoteFailure } from './remote-errors.js';
 import { looksLikeSha } from './tree-diff.js';
-import { checkRefName, mirrorLockPath, mirrorPath, parseRemoteUrl, type RemoteCredentials, type RemoteLocation } from './url.js';
+import { checkRefName, mirrorLockPath, mirrorPath, parseRemoteUrl, type RemoteLocation } from './url.js';
 
 export interface GitServiceOptions {
   workDir: string;
@@ -41,7 +44,8 @@ interface Remote {
   url: string;
   gitdir: string;
   lockPath: string;
-  hadCredentials: boolean;
+  /** Whether onAuth answers the remote's 401, and if not, why. */
+  credentials: CredentialDecision;
   mask: (text: string) => string;
   mirror: Mirror;
 }
@@ -149,17 +153,22 @@ export class MirrorGitService implements GitService {
   private open(url: string): Remote {
     const { workDir, git: gitConfig, http, clock } = this.options;
     const location = parseRemoteUrl(url);
-    const credentials: RemoteCredentials | undefined =
-      location.credentials ?? (gitConfig.token ? { username: 'x-access-token', password: gitConfig.token } : undefined);
-    const onAuth: AuthCallback | undefined = credentials ? () => ({ username: credentials.username, password: credentials.password }) : undefined;
+    // Registered before anything can fail or be logged. A URL of the `https://TOKEN@host/` form
+    // carries its token as the username; a username beside a password is not a secret.
+    const inUrl = location.credentials;
+    registerSecrets([gitConfig.token, inUrl?.password, inUrl && inUrl.password === '' ? inUrl.username : undefined]);
+    const credentials = decideCredentials(url, gitConfig);
+    const onAuth: AuthCallback | undefined = credentials.send
+      ? () => ({ username: credentials.credentials.username, password: credentials.credentials.password })
+      : undefined;
     const gitdir = mirrorPath(workDir, location);
     return {
       location,
       url: location.cloneUrl,
       gitdir,
       lockPath: mirrorLockPath(workDir, location),
-      hadCredentials: credentials !== undefined,
-      mask: secretMasker([location.credentials?.password, location.credentials?.username, gitConfig.token]),
+      credentials,
+      mask: maskSecrets,
       mirror: new Mirror(location, gitdir, http, onAuth, clock),
     };
   }
@@ -196,7 +205,7 @@ export class MirrorGitService implements GitService {
       if (!(err instanceof RemoteFetchFailure)) throw err;
       const { failure } = err;
       if (failure.kind === 'transient') return failure;
-      throw finalError(failure, remote.url, remote.hadCredentials);
+      throw finalError(failure, remote.url, remote.credentials);
     }
   }
 
@@ -247,17 +256,29 @@ async function noDefaultBranch(mirror: Mirror, url: string): Promise<GitRefNotFo
   );
 }
 
-function finalError(failure: RemoteFailure, url: string, hadCredentials: boolean): OciBuildError {
+function finalError(failure: RemoteFailure, url: string, credentials: CredentialDecision): OciBuildError {
   if (failure.kind === 'auth') {
-    return new GitAuthError(`The Git remote ${url} refused ${hadCredentials ? 'the credentials' : 'access without credentials'} (${failure.message})`, {
-      hint: hadCredentials
-        ? 'Check that the token (git.token / OCI_BUILD_GIT_TOKEN, or the one in the URL) is valid and may read this repository.'
-        : 'Set git.token (OCI_BUILD_GIT_TOKEN) to a token that may read this repository.',
+    if (credentials.send) {
+      return new GitAuthError(`The Git remote ${url} refused the credentials (${failure.message})`, {
+        hint: 'Check that the token (git.token / OCI_BUILD_GIT_TOKEN, or the one in the URL) is valid and may read this repository.',
+      });
+    }
+    if (credentials.source !== 'none') {
+      return new GitAuthError(`The Git remote ${url} asks for credentials (${failure.message}), and ${credentials.reason}`, {
+        hint: credentials.hint,
+        details: { remote: url, withheld: credentials.source, failed: credentials.failed },
+      });
+    }
+    return new GitAuthError(`The Git remote ${url} refused access without credentials (${failure.message})`, {
+      hint: 'Set git.token (OCI_BUILD_GIT_TOKEN) to a token that may read this repository.',
     });
   }
   if (failure.kind === 'not-found') {
     return new GitRefNotFoundError(`The Git remote ${url} has no such repository (${failure.message})`, {
-      hint: 'Check the URL; a private repository also answers 404 without credentials (set git.token).',
+      hint:
+        !credentials.send && credentials.source !== 'none'
+          ? `Check the URL; a private repository also answers 404 without credentials, and ${credentials.reason}. ${credentials.hint}`
+          : 'Check the URL; a private repository also answers 404 without credentials (set git.token).',
     });
   }
   return new InputError(`${url} did not answer as a Git smart-HTTP server (${failure.message})`, {

@@ -130,12 +130,3 @@ export class RemoteFetchFailure extends Error {
     super(failure.message);
   }
 }
-
-/** Masks each secret (of 3+ characters) in a text. */
-export function secretMasker(secrets: Array<string | undefined>): (text: string) => string {
-  const list = secrets.filter((s): s is string => typeof s === 'string' && s.length >= 3);
-  const encoded = list.flatMap((s) => [s, encodeURIComponent(s), Buffer.from(s).toString('base64')]);
-  const unique = [...new Set(encoded)].sort((a, b) => b.length - a.length);
-  if (unique.length === 0) return (text) => text;
-  return (text) => unique.reduce((acc, secret) => acc.split(secret).join('***'), text);
-}

@@ -1,18 +1,24 @@
-// Credentials reach the server through onAuth only: never the mirror, a file, a log line or an error.
+// Credentials reach the server through onAuth only: never the mirror, a file, a log line or an
+// error; and git.token only to a host in git.tokenHosts, over HTTPS or plain HTTP to loopback.
 
 import { execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readdir, readFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GitAuthError, GitRefNotFoundError } from '../../src/core/errors.js';
+import { runPipeline } from '../../src/core/pipeline.js';
 import type { PhaseContext } from '../../src/core/ports.js';
 import type { BuildJob } from '../../src/core/types.js';
 import { createSourceProvider } from '../../src/git/source-provider.js';
+import { FakeImageBuilder, MemoryBuildStore, MemoryLogStore, RecordingReporter, fakeBuilder, fakeDetector } from '../helpers/fakes.js';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
 import { startGitServer, workRepo, type GitServer } from '../helpers/git-http-server.js';
 
 const TOKEN = 'tok_S3cretValue_4242';
-const GIT = { depth: 50, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1 };
+// git.tokenHosts as by default: the loopback test servers are not in it.
+const GIT = { tokenHosts: ['github.com'], depth: 50, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1 };
 
 function context(): PhaseContext & { lines: string[] } {
   const lines: string[] = [];
@@ -87,7 +93,7 @@ describe('git source: credentials', () => {
   it('uses git.token from the config', async () => {
     const workDir = join(tmp.path, 'wd-config');
     const ctx = context();
-    const provider = createSourceProvider({ workDir, git: { ...GIT, token: TOKEN } });
+    const provider = createSourceProvider({ workDir, git: { ...GIT, token: TOKEN, tokenHosts: [`127.0.0.1:${server.port}`] } });
     const checkout = await provider.checkout(job(server.url('acme/private'), 'cfg').source, job(server.url('acme/private'), 'cfg'), ctx);
     expect(checkout.repository.commit).toBe(commit);
     await checkout.dispose();
@@ -124,5 +130,109 @@ describe('git source: credentials', () => {
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(GitRefNotFoundError);
     expect((error as Error).message).not.toContain(TOKEN);
+  });
+});
+
+/** A remote that wants credentials from everyone and keeps every Authorization header it is sent. */
+interface CredentialCatcher {
+  url(path: string): string;
+  port: number;
+  /** One entry per request: its Authorization header, or undefined. */
+  authorizations: Array<string | undefined>;
+  close(): Promise<void>;
+}
+
+async function startCredentialCatcher(): Promise<CredentialCatcher> {
+  const authorizations: Array<string | undefined> = [];
+  const http: Server = createServer((req, res) => {
+    authorizations.push(req.headers.authorization);
+    res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="catcher"', 'Content-Type': 'text/plain' });
+    res.end('who are you?');
+  });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  const { port } = http.address() as AddressInfo;
+  return {
+    port,
+    url: (path) => `http://127.0.0.1:${port}/${path}`,
+    authorizations,
+    close: () => new Promise((resolve) => http.close(() => resolve())),
+  };
+}
+
+describe('git.token is bound to git.tokenHosts', () => {
+  let catcher: CredentialCatcher;
+  let tmp: TempDir;
+  const basic = `Basic ${Buffer.from(`x-access-token:${TOKEN}`).toString('base64')}`;
+
+  beforeAll(async () => {
+    catcher = await startCredentialCatcher();
+    tmp = await tempDir();
+  });
+  afterAll(async () => {
+    await catcher.close();
+    await tmp.cleanup();
+  });
+
+  it('a remote not in git.tokenHosts that asks (401) never gets the token, and the build fails saying why', async () => {
+    const url = catcher.url('acme/private.git');
+    const before = catcher.authorizations.length;
+    const deps = {
+      source: createSourceProvider({ workDir: join(tmp.path, 'wd-withheld'), git: { ...GIT, token: TOKEN, retries: 2 } }),
+      detector: fakeDetector(),
+      builder: fakeBuilder(),
+      images: new FakeImageBuilder(),
+      store: new MemoryBuildStore(),
+      logs: new MemoryLogStore(),
+      reporter: new RecordingReporter(),
+    };
+    const { record, error } = await runPipeline(job(url, 'withheld'), deps);
+
+    // It asked, and was answered without credentials, once (a refusal is not retried).
+    const seen = catcher.authorizations.slice(before);
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((header) => header === undefined)).toBe(true);
+
+    expect(error).toBeInstanceOf(GitAuthError);
+    expect(error!.exitCode).toBe(3);
+    expect(error!.message).toContain(`git.token is not sent to http://127.0.0.1:${catcher.port}`);
+    expect(error!.message).toContain(`127.0.0.1:${catcher.port} is not in git.tokenHosts (github.com)`);
+    expect(error!.hint).toBe(`Add 127.0.0.1:${catcher.port} to git.tokenHosts (OCI_BUILD_GIT_TOKEN_HOSTS) if it should get the token.`);
+    expect(record.status).toBe('failed');
+    expect(record.error).toMatchObject({ phase: 'source', code: 'E_GIT_AUTH' });
+    expect(record.error!.message).toContain('git.token is not sent to');
+    const everything = JSON.stringify([record, deps.logs.lines.get('withheld'), error!.toJSON()]);
+    expect(everything).not.toContain(TOKEN);
+  });
+
+  it('the same host without its port listed, or under another name, does not get it either', async () => {
+    for (const [tokenHosts, url] of [
+      [['127.0.0.1'], catcher.url('acme/private.git')],
+      [[`localhost:${catcher.port}`], catcher.url('acme/private.git')],
+      [[`127.0.0.1:${catcher.port}`], `http://localhost:${catcher.port}/acme/private.git`],
+    ] as const) {
+      const before = catcher.authorizations.length;
+      const error = await createSourceProvider({ workDir: join(tmp.path, 'wd-other-name'), git: { ...GIT, token: TOKEN, tokenHosts: [...tokenHosts] } })
+        .checkout(job(url, 'other').source, job(url, 'other'), context())
+        .catch((e: unknown) => e);
+      expect(error, `${tokenHosts.join(',')} ${url}`).toBeInstanceOf(GitAuthError);
+      expect((error as Error).message).toContain('git.token is not sent to');
+      expect(catcher.authorizations.slice(before).every((header) => header === undefined)).toBe(true);
+    }
+  });
+
+  it('a loopback host listed with its port gets the token over plain HTTP when it asks', async () => {
+    const url = catcher.url('acme/private.git');
+    const before = catcher.authorizations.length;
+    const error = await createSourceProvider({ workDir: join(tmp.path, 'wd-listed'), git: { ...GIT, token: TOKEN, tokenHosts: [`127.0.0.1:${catcher.port}`] } })
+      .checkout(job(url, 'listed').source, job(url, 'listed'), context())
+      .catch((e: unknown) => e);
+    const seen = catcher.authorizations.slice(before);
+    // First without credentials; when asked, with the token.
+    expect(seen[0]).toBeUndefined();
+    expect(seen).toContain(basic);
+    // The catcher refuses everyone: a refusal of credentials that were sent, saying so, without them.
+    expect(error).toBeInstanceOf(GitAuthError);
+    expect((error as Error).message).toContain('refused the credentials');
+    expect(JSON.stringify((error as GitAuthError).toJSON())).not.toContain(TOKEN);
   });
 });

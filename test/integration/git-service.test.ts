@@ -26,7 +26,7 @@ describe('GitService (isomorphic-git mirrors)', () => {
   const service = (name: string, depth = 50) =>
     new MirrorGitService({
       workDir: join(tmp.path, name),
-      git: { depth, retries: 1, retryDelayMs: 1, retryMaxDelayMs: 2 },
+      git: { tokenHosts: [], depth, retries: 1, retryDelayMs: 1, retryMaxDelayMs: 2 },
       clock: systemClock,
       http: httpClient,
     });

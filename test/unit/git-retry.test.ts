@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { withLock } from '../../src/git/lock.js';
-import { backoffDelay, classifyRemoteError, retryTransient, RemoteFetchFailure, secretMasker } from '../../src/git/remote-errors.js';
+import { secretMasker } from '../../src/core/secrets.js';
+import { backoffDelay, classifyRemoteError, retryTransient, RemoteFetchFailure } from '../../src/git/remote-errors.js';
 import { tempDir } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/ports.js';
 
