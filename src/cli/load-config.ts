@@ -13,7 +13,8 @@ export async function loadCliConfig(configPath: string | undefined, io: CliIO, f
 /**
  * Every command's secrets become the process's (core/secrets.ts) as soon as its config is known,
  * so that every line written afterwards is masked: build logs, daemon logs, records, errors.
- * `nats.user` is a name, not a secret. OCI_BUILD_API_TOKEN is `status --server`'s token.
+ * `nats.user` is a name, not a secret. OCI_BUILD_API_TOKEN is `status --server`'s token. A NATS
+ * URL may carry credentials too (`nats://user:pass@host`, `nats://token@host`), and errors name it.
  */
 export function registerConfigSecrets(config: Config, env: Record<string, string | undefined>): void {
   registerSecrets([
@@ -22,8 +23,28 @@ export function registerConfigSecrets(config: Config, env: Record<string, string
     ...config.server.apiTokens,
     config.nats.password,
     config.nats.token,
+    ...config.nats.url.split(',').flatMap(urlSecrets),
     env.OCI_BUILD_API_TOKEN,
   ]);
+}
+
+/** The password of a URL, or its username when it has no password (a token alone). */
+function urlSecrets(text: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    return [];
+  }
+  const decode = (s: string) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  };
+  if (url.password !== '') return [decode(url.password), url.password];
+  return url.username !== '' ? [decode(url.username), url.username] : [];
 }
 
 /** Drops undefined leaves so an absent flag never overrides the environment or the file. */

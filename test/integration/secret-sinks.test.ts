@@ -60,11 +60,17 @@ describe('secrets from the config', () => {
       OCI_BUILD_NATS_TOKEN: 'cfg-nats-token-6666',
       OCI_BUILD_API_TOKEN: 'cli-api-token-7777',
     };
-    const io: CliIO = { stdout: memoryStream(), stderr: memoryStream(), env: { ...values, OCI_BUILD_NATS_USER: 'natsuser' }, cwd: tmp.path };
+    const io: CliIO = {
+      stdout: memoryStream(),
+      stderr: memoryStream(),
+      env: { ...values, OCI_BUILD_NATS_USER: 'natsuser', OCI_BUILD_NATS_URL: 'nats://u:url-pass-8888@127.0.0.1:4222, nats://url-token-9999@127.0.0.1:4223' },
+      cwd: tmp.path,
+    };
     expect(maskSecrets('cfg-git-token-1111')).toBe('cfg-git-token-1111');
     await loadCliConfig(undefined, io, { workDir: join(tmp.path, 'wd') });
     const line = `${Object.values(values).join(' ')} natsuser`;
     expect(maskSecrets(line)).toBe('*** *** ***,*** *** *** *** natsuser');
+    expect(maskSecrets(`NATS at ${io.env.OCI_BUILD_NATS_URL}`)).toBe('NATS at nats://u:***@127.0.0.1:4222, nats://***@127.0.0.1:4223');
   });
 });
 
