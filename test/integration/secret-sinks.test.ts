@@ -15,7 +15,7 @@ import type { CliIO } from '../../src/cli/io.js';
 import { runCommand } from '../../src/exec/run-command.js';
 import { closeNats, connectNats, type NatsContext } from '../../src/queue/nats.js';
 import { JetStreamLogStore, readLog } from '../../src/queue/log-stream.js';
-import { createLogger } from '../../src/server/logger.js';
+import { accessLogger, createLogger } from '../../src/server/logger.js';
 import { FileLogStore } from '../../src/store/file-log-store.js';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
@@ -112,6 +112,11 @@ describe('sinks', () => {
     expectNoSecret(text);
     const line = JSON.parse(text) as Record<string, unknown>;
     expect(line).toMatchObject({ level: 'warn', jobId: 'j1', msg: 'oops ***', detail: 'fetch failed for https://u:***@h/' });
+
+    // serve's access logger (a child with its own redaction) masks as well.
+    const accessDestination = memoryStream();
+    accessLogger(createLogger({ destination: accessDestination })).info({ path: `/x?t=${SECRET}`, status: 401 }, 'request');
+    expect(JSON.parse(accessDestination.text())).toMatchObject({ path: '/x?t=***', status: 401 });
   });
 
   it('typed errors (and so records), describeError and the CLI error output are masked', () => {
