@@ -53,7 +53,7 @@ export async function assertNoEscapingSymlinks(tree: string): Promise<void> {
   const named = escaping.slice(0, NAMED_IN_MESSAGE).map((e) => `${e.link} -> ${e.target}${e.resolved !== e.target ? ` (${e.resolved})` : ''}`);
   const more = escaping.length > NAMED_IN_MESSAGE ? `, and ${escaping.length - NAMED_IN_MESSAGE} more` : '';
   throw new UnsafeSymlinkError(
-    `The tree ${tree} has ${escaping.length === 1 ? 'a symbolic link' : `${escaping.length} symbolic links`} leading outside it, so nothing was built: ${named.join(', ')}${more}`,
+    `${escaping.length === 1 ? 'A symbolic link leads' : `${escaping.length} symbolic links lead`} outside the repository (${tree}), so nothing was built: ${named.join(', ')}${more}`,
     {
       hint: 'Remove the link from the repository, or make it relative to a path inside the repository (a build may only write inside its own tree).',
       details: { links: escaping },

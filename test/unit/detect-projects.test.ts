@@ -111,8 +111,9 @@ describe('createProjectDetector (single-project repositories)', () => {
     expect(err).toBeInstanceOf(BuildFailedError);
     expect((err as Error).message).toMatch(/outside the repository/);
 
+    // Dangling inside the repository: not an escape, still no Dockerfile to read.
     await files(dir, { 'repo3/go.mod': '' });
-    await symlink(join(dir, 'missing'), join(dir, 'repo3', 'Dockerfile'));
+    await symlink('missing', join(dir, 'repo3', 'Dockerfile'));
     err = await detector.detect(join(dir, 'repo3'), { name: 'svc' }, ctx).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BuildFailedError);
     expect((err as Error).message).toContain(join(dir, 'repo3', 'Dockerfile'));
