@@ -67,6 +67,8 @@ export function parseWebhookBody(contentType: string | undefined, body: Buffer):
 }
 
 const PAYLOAD_FIELD = Buffer.from('payload');
+/** Stateless between calls (no `stream` option), so one serves every request. */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Strict UTF-8: Buffer#toString would turn invalid bytes into U+FFFD, and a field changed that way
@@ -74,7 +76,7 @@ const PAYLOAD_FIELD = Buffer.from('payload');
  */
 function utf8(bytes: Uint8Array, what: string): string {
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return STRICT_UTF8.decode(bytes);
   } catch {
     throw new InputError(`${what} is not valid UTF-8`, { hint: 'GitHub sends UTF-8; check what sent this delivery.' });
   }
