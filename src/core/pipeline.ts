@@ -223,7 +223,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     // ---- image ----
     if (!job.noImage) {
       const explicit = new Set(job.projects ?? []);
-      const tags = imageTags(repository);
+      const tags = imageTags(source.branchMovedOn ? { ...repository, branch: undefined } : repository);
       const labels = imageLabels(repository, source.commitTime);
       const built: Array<{ project: Project; result: ImageResult }> = [];
       for (const project of selected) {

@@ -41,6 +41,12 @@ export interface SourceCheckout {
   /** Things the user should know (e.g. "remote unreachable: built from the mirror"). */
   warnings: string[];
   /**
+   * The job names the branch it was pushed to (a webhook), and the remote's branch no longer
+   * points at the commit built: a later push moved it on, or it was deleted. The image then gets no
+   * branch tag, so a branch tag never moves back to an older push's commit.
+   */
+  branchMovedOn?: boolean;
+  /**
    * Files changed between `base` and the checked-out commit, relative to `dir`;
    * `undefined` when `base` is unknown (all zeros, or not in the history) so every project builds.
    */

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import git from './isomorphic-git.js';
 import type { PhaseContext, SourceCheckout } from '../core/ports.js';
 import type { BuildJob, RepositoryInfo } from '../core/types.js';
-import type { MirrorGitService } from './git-service.js';
+import type { MirrorGitService, MirrorSync } from './git-service.js';
 import { changedFilesBetween, isNullCommit } from './tree-diff.js';
 import { worktreeName } from './url.js';
 import { checkoutTree, type WorktreeManifest } from './worktree.js';
@@ -56,11 +56,16 @@ export async function checkoutRemote(
     ...(job.repository?.before ? { before: job.repository.before } : {}),
   };
 
+  const warnings = synced.warning ? [synced.warning] : [];
+  const branchMovedOn = await movedOn(synced, job, mirror);
+  if (branchMovedOn) warnings.push(branchMovedOn);
+
   return {
     dir: worktreeDir,
     repository,
     commitTime: commitObject.committer.timestamp,
-    warnings: synced.warning ? [synced.warning] : [],
+    warnings,
+    ...(branchMovedOn ? { branchMovedOn: true } : {}),
     async changedFilesSince(base, phaseCtx) {
       if (isNullCommit(base)) return undefined;
       // The base may be older than the shallow history: fetched on demand (unknown means "build all").
@@ -73,4 +78,18 @@ export async function checkoutRemote(
       await pool.give(worktreeDir, manifest);
     },
   };
+}
+
+/**
+ * A push builds its commit by SHA; the branch it was pushed to comes from the job. When the
+ * mirror, just fetched, says that branch now points elsewhere (a later push, a force-push, a
+ * deletion), this build is not the branch's newest: the warning explains why it gets no branch tag.
+ */
+async function movedOn(synced: { commit: string; branch?: string }, job: BuildJob, mirror: MirrorSync['mirror']): Promise<string | undefined> {
+  const branch = job.repository?.branch;
+  if (!branch || synced.branch !== undefined || job.repository?.commit !== synced.commit) return undefined;
+  const head = await mirror.resolve(`refs/heads/${branch}`);
+  if (head?.commit === synced.commit) return undefined;
+  const now = head ? `has moved on to ${head.commit.slice(0, 7)}` : 'no longer exists on the remote';
+  return `branch ${branch} ${now}: this image of ${synced.commit.slice(0, 7)} gets no ${branch} tag, so the tag never moves back to an older push`;
 }

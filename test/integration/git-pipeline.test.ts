@@ -48,7 +48,7 @@ describe('pipeline with a Git URL source', () => {
     const logs = new MemoryLogStore();
     const reporter = new RecordingReporter();
     const store = new MemoryBuildStore();
-    const source = createSourceProvider({ workDir, git: { depth: 50, retries: 1, retryDelayMs: 5, retryMaxDelayMs: 10 } });
+    const source = createSourceProvider({ workDir, git: { depth: 50, retries: 1, retryDelayMs: 5, retryMaxDelayMs: 10, tokenHosts: [] } });
     return { source, detector: fakeDetector(), builder: fakeBuilder(), images, store, logs, reporter };
   };
 
@@ -66,6 +66,39 @@ describe('pipeline with a Git URL source', () => {
     expect(existsSync(contextDir)).toBe(false);
     const everything = JSON.stringify({ record, logs: [...d.logs.lines.values()], warnings: d.reporter.warnings, specs: d.images.built });
     expect(everything).not.toContain(TOKEN);
+  });
+
+  // A push builds its commit by SHA, with the branch from the payload. Replayed or delivered late,
+  // an older push must not move the branch tag back to its commit.
+  const push = (commit: string, branch: string): BuildJob => ({
+    ...job(commit),
+    trigger: 'webhook',
+    repository: { fullName: 'acme/service', cloneUrl: server.url('acme/service'), ref: `refs/heads/${branch}`, branch, commit },
+  });
+
+  it("a push of the branch's head gets the branch tag; an older push's build gets only its sha tag, with a warning", async () => {
+    const current = deps();
+    const newest = await runPipeline(push(head, 'main'), current);
+    expect(newest.error).toBeUndefined();
+    expect(current.images.built[0]!.tags).toEqual([`sha-${head.slice(0, 7)}`, 'main']);
+    expect(newest.record.warnings ?? []).toEqual([]);
+
+    const stale = deps();
+    const older = await runPipeline(push(tagged, 'main'), stale);
+    expect(older.error).toBeUndefined();
+    expect(older.record.status).toBe('succeeded');
+    expect(stale.images.built[0]!.tags).toEqual([`sha-${tagged.slice(0, 7)}`]);
+    expect(older.record.images[0]!.tags).toEqual([`sha-${tagged.slice(0, 7)}`]);
+    // The record still says which branch was pushed: listing by branch finds it.
+    expect(older.record.repository.branch).toBe('main');
+    expect(older.record.warnings).toEqual([
+      `branch main has moved on to ${head.slice(0, 7)}: this image of ${tagged.slice(0, 7)} gets no main tag, so the tag never moves back to an older push`,
+    ]);
+
+    const deleted = deps();
+    const gone = await runPipeline(push(head, 'feature/gone'), deleted);
+    expect(deleted.images.built[0]!.tags).toEqual([`sha-${head.slice(0, 7)}`]);
+    expect(gone.record.warnings?.[0]).toMatch(/^branch feature\/gone no longer exists on the remote/);
   });
 
   it('builds from the mirror with a warning when the remote is down, and exits 3 for what the mirror lacks', async () => {
