@@ -1,6 +1,7 @@
 // local-overhead: `oci-build build fixtures/sample-go-repo` against the same `go build` and
 // `buildah bud` typed by hand, warm caches, interleaved runs in one process.
 // Targets: median ratio ≤ 1.25; `oci-build --version` under 200 ms; peak RSS of a build ≤ 150 MB.
+// Also printed: what the build sandbox costs (the same build with build.sandbox none, interleaved).
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -41,7 +42,9 @@ export async function run() {
       OCI_BUILD_IMAGE_RUN_ROOT: join(temp, 'run'),
       OCI_BUILD_IMAGE_STORAGE_DRIVER: 'vfs',
       OCI_BUILD_IMAGE_ISOLATION: 'chroot',
+      OCI_BUILD_BUILD_SANDBOX: 'bubblewrap',
     };
+    const unsandboxedEnv = { ...env, OCI_BUILD_BUILD_SANDBOX: 'none' };
     const cli = join(root, 'bin/oci-build.js');
     const rssFile = join(temp, 'rss');
     const ociBuild = (extraEnv = env) => timed(process.execPath, ['--import', join(root, 'bench/rss-probe.mjs'), cli, 'build', repo], { env: { ...extraEnv, OCI_BUILD_BENCH_RSS_FILE: rssFile } });
@@ -65,8 +68,19 @@ export async function run() {
     const rss = [];
     const nodeStart = [];
     const nodeStartWithoutCa = [];
+    const unsandboxed = [];
+    // One sandbox set up and torn down around nothing, against nothing: the cost per build command.
+    const bwrapTrue = ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp', '--unshare-pid', '--unshare-ipc', '--die-with-parent', '--cap-drop', 'ALL', '--', 'true'];
+    const sandboxOnce = [];
+    const bareOnce = [];
+    ociBuild(unsandboxedEnv);
     for (let i = 0; i < RUNS; i++) {
       ours.push(ociBuild());
+      unsandboxed.push(ociBuild(unsandboxedEnv));
+      for (let j = 0; j < 5; j++) {
+        sandboxOnce.push(timed('bwrap', bwrapTrue, {}));
+        bareOnce.push(timed('true', [], {}));
+      }
       rss.push(Number(readFileSync(rssFile, 'utf8')) / 1024);
       raw.push(byHand());
       nodeStart.push(timed(process.execPath, ['-e', '0'], { env }));
@@ -93,6 +107,10 @@ export async function run() {
         `without NODE_EXTRA_CA_CERTS (set here to ${extraCa}): node -e 0 ${ms(median(nodeStartWithoutCa))}, oci-build build ${ms(median(oursWithoutCa))}, ratio ${(median(oursWithoutCa) / rawMedian).toFixed(2)}`,
       );
     }
+    const sandboxCost = median(ours) - median(unsandboxed);
+    lines.push(
+      `build.sandbox none  median ${ms(median(unsandboxed))}: the bubblewrap sandbox costs ${ms(sandboxCost)} a build (${((sandboxCost / median(unsandboxed)) * 100).toFixed(1)}%); bwrap around \`true\` ${ms(median(sandboxOnce))} against ${ms(median(bareOnce))} bare`,
+    );
     lines.push(`oci-build --version median ${ms(version)} (target < 200 ms)`, `peak RSS of a build ${peak.toFixed(0)} MB (target ≤ 150 MB)`);
     return { name: 'local-overhead', lines, ok: ratio <= 1.25 && version < 200 && peak <= 150 };
   } finally {
