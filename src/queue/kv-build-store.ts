@@ -53,7 +53,7 @@ export class KvBuildStore implements BuildStore {
    * Writes the record unless one exists: a redelivered webhook (or a worker that already started
    * the job) must not be overwritten by a `queued` record.
    */
-  async createIfAbsent(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord }> {
+  async createIfAbsent(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord; revision: number }> {
     const key = buildKey(record.id);
     const subject = `$KV.${this.ctx.config.statusBucket}.${key}`;
     const data = JSON.stringify(record);
@@ -61,8 +61,8 @@ export class KvBuildStore implements BuildStore {
     let expected = 0;
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        await this.ctx.publisher.publish(subject, data, { expectLastSubjectSequence: expected });
-        return { created: true, record };
+        const ack = await this.ctx.publisher.publish(subject, data, { expectLastSubjectSequence: expected });
+        return { created: true, record, revision: ack.seq };
       } catch (err) {
         if (!(err instanceof JetStreamPublishError && err.errCode === WRONG_LAST_SEQUENCE)) {
           throw natsUnavailable(`Cannot store the record of build ${record.id}`, err, this.ctx.config);
@@ -75,7 +75,7 @@ export class KvBuildStore implements BuildStore {
         throw natsUnavailable(`Cannot read the record of build ${record.id}`, err, this.ctx.config);
       }
       const existing = recordOf(entry);
-      if (existing) return { created: false, record: existing };
+      if (existing) return { created: false, record: existing, revision: entry!.revision };
       // Deleted (a marker is the key's last revision), or changed again meanwhile: try again.
       expected = entry?.revision ?? 0;
     }

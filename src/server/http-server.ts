@@ -17,12 +17,13 @@ import { createTokenCheck, type AuthResult } from './api-auth.js';
 import { compileBranchFilter } from './branch-filter.js';
 import { parseHostList, type HostEntry } from '../core/hosts.js';
 import { decideWebhook, parseWebhookBody } from './github-payload.js';
-import type { JobIntake } from './job-intake.js';
+import { NOT_ACCEPTED, type JobIntake } from './job-intake.js';
 import { accessLogger, createLogger, type Logger } from './logger.js';
+import { collectGarbage } from './garbage-collection.js';
 import { ServerMetrics, type WebhookOutcome } from './metrics.js';
-import { BodyTooLargeError, checkDeclaredLength, readBody } from './request-body.js';
+import { BodyAbortedError, BodyTooLargeError, InflightBudget, checkDeclaredLength, readBody } from './request-body.js';
 import { connectQueueIntake } from './queue-intake.js';
-import { verifyWebhookSignature } from './webhook-signature.js';
+import { StreamingSignatureCheck, parseSignatureHeader } from './webhook-signature.js';
 
 export interface ServerOptions {
   config: Config;
@@ -34,6 +35,10 @@ export interface ServerOptions {
   port?: number;
   /** Start-up of the status watch that feeds the metrics (default true). */
   watchRecords?: boolean;
+  /** How often records of webhooks answered 503 are settled again while unsettled (default 2 s). */
+  settleRetryMs?: number;
+  /** Background round trips to NATS of the intake this opens (default 5 s). */
+  probeIntervalMs?: number;
 }
 
 export interface RunningServer {
@@ -51,13 +56,18 @@ const MAX_LIST_LIMIT = 1000;
 /** GitHub events named as such in the webhook metrics; any other is `other`. */
 const METRIC_EVENTS = new Set(['push', 'ping', 'create', 'delete', 'pull_request', 'release', 'repository', 'status', 'check_run', 'check_suite', 'workflow_run', 'workflow_job', 'issues', 'issue_comment']);
 const DEFAULT_LIST_LIMIT = 50;
-/** How often records left behind by a failed publish are retried for removal. */
-const DISCARD_RETRY_MS = 2000;
+/** How long /health (and the settle loop) waits for NATS to answer a round trip. */
+const HEALTH_TIMEOUT_MS = 1500;
+/** How long a 503 waits for its record's settle before answering (see enqueue). */
+const SETTLE_WAIT_MS = 1000;
+const SIGNATURE_HINT = 'Set the same secret in the GitHub webhook and in server.webhookSecret (OCI_BUILD_SERVER_WEBHOOK_SECRET).';
 
 /** Per-request facts for the access log. */
 interface RequestLog {
   route: string;
   fields: Record<string, unknown>;
+  /** Called when the client hung up before its answer. */
+  onAbort?: () => void;
 }
 
 class HttpError extends Error {
@@ -88,9 +98,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const secret = requireWebhookSecret(config);
   const logger = options.logger ?? createLogger({ name: 'oci-build-serve' });
   const ownsIntake = options.intake === undefined;
-  const intake = options.intake ?? (await connectQueueIntake(config.nats, { logger }));
+  const intake = options.intake ?? (await connectQueueIntake(config.nats, { logger, ...(options.probeIntervalMs !== undefined ? { probeIntervalMs: options.probeIntervalMs } : {}) }));
   const metrics = new ServerMetrics({ queueDepth: () => intake.queueDepth(), defaultMetrics: true });
-  const app = new ServeApp({ config, secret, intake: intake, logger, metrics });
+  const app = new ServeApp({ config, secret, intake: intake, logger, metrics, settleRetryMs: options.settleRetryMs ?? 2000 });
 
   if (config.server.apiTokens.length === 0) {
     logger.warn('no API token configured: the status API refuses every request (set OCI_BUILD_SERVER_API_TOKENS)');
@@ -159,6 +169,7 @@ interface AppDeps {
   intake: JobIntake;
   logger: Logger;
   metrics: ServerMetrics;
+  settleRetryMs: number;
 }
 
 /** The request handling of `serve`, separate from listening so tests can drive it on port 0. */
@@ -168,14 +179,20 @@ class ServeApp {
   /** server.allowedHosts, parsed once (config validation already refused bad entries). */
   private readonly allowedHosts: readonly HostEntry[];
   private readonly streams = new Set<AbortController>();
-  /** Ids of queued records whose job was not published and whose removal failed. */
-  private readonly toDiscard = new Set<string>();
-  private discardTimer: NodeJS.Timeout | undefined;
+  /** Records of webhooks answered 503 whose settle (notAccepted) is not known to be stored yet. */
+  private readonly unsettled = new Map<string, { failed: BuildRecord; revision?: number }>();
+  private settleTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** server.maxInflightBytes: the body bytes held across every connection. */
+  readonly budget: InflightBudget;
   /** The access log: same destination, cheaper redaction (see accessLogger). */
   private readonly accessLog: Logger;
 
   constructor(private readonly deps: AppDeps) {
     this.accessLog = accessLogger(deps.logger);
+    // A burst over the budget leaves its chunks as garbage outside the V8 heap, which an idle serve
+    // would never collect (garbage-collection.ts): collect when the burst ends.
+    this.budget = new InflightBudget(deps.config.server.maxInflightBytes, () => setImmediate(collectGarbage));
     this.checkToken = createTokenCheck(deps.config.server.apiTokens);
     this.branchFilter = compileBranchFilter(deps.config.server.branches);
     this.allowedHosts = parseHostList(deps.config.server.allowedHosts);
@@ -187,9 +204,18 @@ class ServeApp {
     const path = pathOf(req.url);
     res.once('close', () => {
       const durationMs = Math.round((performance.now() - started) * 100) / 100;
+      if (!res.writableFinished) {
+        log.onAbort?.();
+        // The client hung up before its answer was sent: no status was given (statusCode would
+        // say 200, or whatever writeHead set just before the write failed), and no error of ours.
+        this.deps.metrics.requests.observe({ method: req.method ?? '', route: log.route, status: 'aborted' }, durationMs / 1000);
+        const { error: _error, ...fields } = log.fields;
+        this.accessLog.info({ method: req.method, path, aborted: true, durationMs, ...fields }, 'request');
+        return;
+      }
       const status = res.statusCode;
       this.deps.metrics.requests.observe({ method: req.method ?? '', route: log.route, status: String(status) }, durationMs / 1000);
-      const line = { method: req.method, path, status, durationMs, ...log.fields, ...(res.writableFinished ? {} : { aborted: true }) };
+      const line = { method: req.method, path, status, durationMs, ...log.fields };
       if (status >= 500) this.accessLog.warn(line, 'request');
       else this.accessLog.info(line, 'request');
     });
@@ -206,7 +232,8 @@ class ServeApp {
     if (path === '/health') {
       log.route = 'health';
       allow(method, ['GET', 'HEAD']);
-      const health = this.deps.intake.health();
+      // A round trip, not the connection state: a stalled server keeps its socket open.
+      const health = await this.deps.intake.probe(HEALTH_TIMEOUT_MS);
       const ok = health.nats === 'connected';
       return sendJson(res, ok ? 200 : 503, ok ? { status: 'ok', nats: health.nats } : { status: 'unavailable', nats: health.nats });
     }
@@ -249,29 +276,61 @@ class ServeApp {
       log.fields.outcome = value;
       this.deps.metrics.webhooks.inc({ event: eventLabel, outcome: value });
     };
-    let body: Buffer;
+    // Counted once, whatever the webhook was waiting for when the client left (its body, NATS).
+    log.onAbort = () => {
+      if (log.fields.outcome === undefined) outcome('aborted');
+    };
+    // Refused before a byte of the body is read: a declared length over the limit, and a signature
+    // header that cannot be right. The rest of such a body is not read: the connection is closed
+    // rather than drained.
+    const limit = this.deps.config.server.maxBodyBytes;
+    const signatureHeader = req.headers['x-hub-signature-256'];
     try {
-      checkDeclaredLength(req, this.deps.config.server.maxBodyBytes);
-      body = await readBody(req, this.deps.config.server.maxBodyBytes);
+      checkDeclaredLength(req, limit);
+    } catch (err) {
+      if (!(err instanceof BodyTooLargeError)) throw err;
+      outcome('too_large');
+      throw new HttpError(413, err.message, err.code, { connection: 'close' }, err.hint);
+    }
+    const expected = parseSignatureHeader(signatureHeader);
+    if (!expected) {
+      outcome('unauthorized');
+      throw new HttpError(
+        401,
+        signatureHeader === undefined ? 'The X-Hub-Signature-256 header is missing' : 'The X-Hub-Signature-256 header is not `sha256=` followed by 64 hex digits',
+        'E_SIGNATURE',
+        { connection: 'close' },
+        SIGNATURE_HINT,
+      );
+    }
+    // The HMAC is computed as the body streams in; the bytes are kept under the budget shared by
+    // every connection (request-body.ts), so bodies that will fail the check cannot pile up.
+    const check = new StreamingSignatureCheck(this.deps.secret, expected);
+    let read;
+    try {
+      read = await readBody(req, { limit, budget: this.budget, onChunk: (chunk) => check.update(chunk) });
     } catch (err) {
       if (err instanceof BodyTooLargeError) {
         outcome('too_large');
-        // The rest of the body is not read: close the connection rather than drain it.
         throw new HttpError(413, err.message, err.code, { connection: 'close' }, err.hint);
       }
       throw err;
     }
-    if (!verifyWebhookSignature(this.deps.secret, body, req.headers['x-hub-signature-256'])) {
+    if (!check.matches()) {
       outcome('unauthorized');
-      const missing = req.headers['x-hub-signature-256'] === undefined;
+      throw new HttpError(401, 'The X-Hub-Signature-256 signature does not match the body', 'E_SIGNATURE', {}, SIGNATURE_HINT);
+    }
+    if (!read.body) {
+      outcome('overloaded');
       throw new HttpError(
-        401,
-        missing ? 'The X-Hub-Signature-256 header is missing' : 'The X-Hub-Signature-256 signature does not match the body',
-        'E_SIGNATURE',
-        {},
-        'Set the same secret in the GitHub webhook and in server.webhookSecret (OCI_BUILD_SERVER_WEBHOOK_SECRET).',
+        503,
+        'serve was holding too many webhook bodies; nothing was accepted',
+        'E_OVERLOADED',
+        { 'retry-after': '5' },
+        'Bodies in flight on all connections went over server.maxInflightBytes (OCI_BUILD_SERVER_MAX_INFLIGHT_BYTES) and the largest were dropped; retry the delivery from GitHub (Recent Deliveries → Redeliver).',
       );
     }
+    const body = read.body;
     let decision;
     try {
       const payload = parseWebhookBody(header(req, 'content-type'), body);
@@ -313,16 +372,64 @@ class ServeApp {
       log.fields.duplicateOf = claim.jobId;
       return sendJson(res, 200, { ignored: DUPLICATE_PUSH, detail: duplicateDetail(job, claim.jobId) });
     }
-    // Order: the queued record first (create-if-absent), then the publish. A redelivery finds the
-    // record; a failed publish removes the record again, so a 503 leaves neither a message nor a
-    // record. The reverse order could leave a message whose 202 was never sent and no record.
-    let created: { created: boolean; record: BuildRecord };
+    return this.enqueue(job, res, outcome);
+  }
+
+  /**
+   * The queued record, then the job. "503 means nothing was accepted" and "a 202 has its job and its
+   * record" must hold when NATS stops answering in the middle, and a write whose acknowledgement
+   * timed out may still be stored later (a SIGSTOPped nats-server reads what was sent once it runs
+   * again). So:
+   *  - the record is created first (acknowledged) and only then the job published: every message
+   *    serve leaves in the stream has had its record before it;
+   *  - a failed publish does not remove the record, it settles it: `failed` with NOT_ACCEPTED, a
+   *    compare-and-set on the revision the create returned. A worker that gets the job (stored after
+   *    all) finds a final record and acknowledges it without building (worker.ts, "already
+   *    finished"). The settle is sent at once on the same connection, behind the publish, so the
+   *    server reads it before any worker can have the job; if it does not answer within
+   *    SETTLE_WAIT_MS the answer is 503 and the settle is retried (below). If the compare-and-set
+   *    finds a worker's write, the job was stored and is being built: the answer is 202;
+   *  - a failed create may be stored later too: it is settled the same way (a `failed` record where
+   *    the key is still free or holds that attempt's `queued` record);
+   *  - what could not be settled at once waits in `unsettled` (memory of this process: the cheapest
+   *    design that covers what this serve answered; a serve killed mid-request leaves its record
+   *    to the reconciliation of nobody, as before). Every settleRetryMs, when a round trip to NATS
+   *    succeeds (after it, everything sent earlier on the connection has been read by the server),
+   *    each is settled; once NATS answers again that takes one interval.
+   *  - a redelivery of a webhook answered 503 finds the NOT_ACCEPTED record and revives it
+   *    (compare-and-set back to `queued`), then publishes (publish's `revived`).
+   */
+  private async enqueue(job: BuildJob, res: ServerResponse, outcome: (value: WebhookOutcome) => void): Promise<void> {
+    const record = initialRecord(job);
+    let created: { created: boolean; record: BuildRecord; revision?: number };
     try {
-      created = await this.deps.intake.createQueued(initialRecord(job));
+      created = await this.deps.intake.createQueued(record);
     } catch (err) {
       outcome('unavailable');
-      this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'cannot store the queued record');
+      this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'cannot store the queued record; settling it as not accepted');
+      this.unsettled.set(job.id, { failed: notAccepted(record, err) });
+      this.scheduleSettle();
       throw unavailable(err);
+    }
+    let revived: number | undefined;
+    if (!created.created && isNotAccepted(created.record) && created.revision !== undefined) {
+      // A redelivery of a webhook that was answered 503: queue it now.
+      let again: { revived: boolean; revision?: number };
+      try {
+        again = await this.deps.intake.reviveQueued(record, created.revision);
+      } catch (err) {
+        outcome('unavailable');
+        this.unsettled.set(job.id, { failed: notAccepted(record, err) });
+        this.scheduleSettle();
+        throw unavailable(err);
+      }
+      // Another redelivery revived it first: that one publishes and answers.
+      if (!again.revived) {
+        outcome('unavailable');
+        throw unavailable();
+      }
+      revived = again.revision;
+      created = { created: true, record, ...(again.revision !== undefined ? { revision: again.revision } : {}) };
     }
     if (!created.created && created.record.status !== 'queued') {
       // Redelivered after its build started or ended: nothing to publish.
@@ -333,14 +440,20 @@ class ServeApp {
       // A redelivery of a still-queued job publishes again with the same Nats-Msg-Id: within the
       // stream's duplicate window JetStream drops it, and if the first publish never happened
       // (serve died in between) this one queues it.
-      const published = await this.deps.intake.publish(job);
+      const published = await this.deps.intake.publish(job, revived !== undefined ? { revived } : {});
       const duplicate = published.duplicate || !created.created;
       outcome(duplicate ? 'duplicate' : 'queued');
       return sendJson(res, 202, { jobId: job.id, status: 'queued', ...(duplicate ? { duplicate: true } : {}) });
     } catch (err) {
+      // A redelivery's publish failing leaves the record of the attempt that created it alone.
+      if (created.created && (await this.settle(notAccepted(record, err), created.revision)) === 'taken') {
+        // The publish was stored and a worker has the job: it was accepted after all.
+        outcome('queued');
+        this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'publish unacknowledged, but a worker already took the job');
+        return sendJson(res, 202, { jobId: job.id, status: 'queued' });
+      }
       outcome('unavailable');
-      this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'publish failed; removing the queued record');
-      if (created.created) await this.discard(job.id);
+      this.deps.logger.warn({ jobId: job.id, err: describeError(err) }, 'publish failed; the record is settled as not accepted');
       throw unavailable(err);
     }
   }
@@ -350,40 +463,47 @@ class ServeApp {
     return { ...(image.registry ? { registry: image.registry } : {}), push: image.push, tlsVerify: image.tlsVerify, buildArgs: {} };
   }
 
-  private async discard(id: string): Promise<void> {
-    try {
-      await this.deps.intake.discard(id);
-    } catch (err) {
-      this.deps.logger.warn({ jobId: id, err: describeError(err) }, 'cannot remove the queued record yet; will retry');
-      this.toDiscard.add(id);
-      this.scheduleDiscardRetry();
+  /** settleNotAccepted, waited for at most SETTLE_WAIT_MS; undecided: retried in the background. */
+  private async settle(failed: BuildRecord, revision: number | undefined): Promise<'settled' | 'taken' | 'pending'> {
+    const attempt = this.deps.intake.settleNotAccepted(failed, revision);
+    let timer: NodeJS.Timeout | undefined;
+    const wait = new Promise<'pending'>((resolve) => (timer = setTimeout(() => resolve('pending'), SETTLE_WAIT_MS)));
+    const result = await Promise.race([attempt.catch(() => 'pending' as const), wait]);
+    clearTimeout(timer);
+    if (result === 'pending') {
+      this.unsettled.set(failed.id, { failed, ...(revision !== undefined ? { revision } : {}) });
+      this.scheduleSettle();
     }
+    return result;
   }
 
-  private scheduleDiscardRetry(): void {
-    if (this.discardTimer) return;
-    this.discardTimer = setTimeout(() => {
-      this.discardTimer = undefined;
-      void this.retryDiscards();
-    }, DISCARD_RETRY_MS);
-    this.discardTimer.unref();
+  private scheduleSettle(): void {
+    if (this.settleTimer || this.stopped) return;
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = undefined;
+      void this.settleLeftovers();
+    }, this.deps.settleRetryMs);
+    this.settleTimer.unref();
   }
 
-  private async retryDiscards(): Promise<void> {
-    if (this.deps.intake.health().nats === 'connected') {
-      for (const id of [...this.toDiscard]) {
+  private async settleLeftovers(): Promise<void> {
+    if ((await this.deps.intake.probe(HEALTH_TIMEOUT_MS)).nats === 'connected') {
+      for (const [id, { failed, revision }] of [...this.unsettled]) {
         try {
-          // A worker may have picked the job up meanwhile (the publish was stored although its
-          // acknowledgement was lost): then the record is the worker's, not ours to remove.
-          const record = await this.deps.intake.get(id);
-          if (record?.status === 'queued') await this.deps.intake.discard(id);
-          this.toDiscard.delete(id);
-        } catch {
+          const result = await this.deps.intake.settleNotAccepted(failed, revision);
+          this.unsettled.delete(id);
+          if (result === 'taken' && revision !== undefined) {
+            this.deps.logger.error({ jobId: id }, 'a webhook answered 503 was built: a worker took its job before the record was settled');
+          } else {
+            this.deps.logger.info({ jobId: id, result }, 'record of a webhook answered 503 settled');
+          }
+        } catch (err) {
+          this.deps.logger.warn({ jobId: id, err: describeError(err) }, 'cannot settle the record yet; will retry');
           break;
         }
       }
     }
-    if (this.toDiscard.size > 0) this.scheduleDiscardRetry();
+    if (this.unsettled.size > 0) this.scheduleSettle();
   }
 
   // ---- status API ----
@@ -492,10 +612,16 @@ class ServeApp {
   }
 
   stop(): void {
-    if (this.discardTimer) clearTimeout(this.discardTimer);
+    this.stopped = true;
+    if (this.settleTimer) clearTimeout(this.settleTimer);
   }
 
   private fail(res: ServerResponse, err: unknown, log: RequestLog): void {
+    if (err instanceof BodyAbortedError || res.destroyed) {
+      // Nobody to answer: the access log records the abort.
+      res.destroy();
+      return;
+    }
     let status = 500;
     let body: Record<string, unknown>;
     let headers: Record<string, string> = {};
@@ -526,6 +652,24 @@ function duplicateDetail(job: BuildJob, holder: string): string {
   const repo = job.repository;
   const range = `${repo?.before?.slice(0, 7) ?? '?'}..${repo?.commit?.slice(0, 7) ?? '?'}`;
   return `${repo?.fullName ?? 'this repository'} ${repo?.ref ?? ''} ${range} was already accepted as build ${holder}; a replayed delivery builds nothing`;
+}
+
+/** The record of a webhook answered 503: final, so a worker that gets its job builds nothing. */
+function notAccepted(record: BuildRecord, cause: unknown): BuildRecord {
+  return {
+    ...record,
+    status: 'failed',
+    finishedAt: new Date().toISOString(),
+    error: {
+      phase: 'queue',
+      code: NOT_ACCEPTED,
+      message: `Not accepted: the webhook was answered 503 because the build queue (NATS JetStream) did not answer (${describeError(cause)}); nothing was built. Redeliver it from GitHub (Recent Deliveries → Redeliver) to queue it again.`,
+    },
+  };
+}
+
+function isNotAccepted(record: BuildRecord): boolean {
+  return record.status === 'failed' && record.error?.code === NOT_ACCEPTED;
 }
 
 function unavailable(cause?: unknown): HttpError {

@@ -18,6 +18,10 @@ export type WebhookOutcome =
   | 'invalid'
   | 'too_large'
   | 'unavailable'
+  /** The body's buffer was dropped for server.maxInflightBytes (a correct signature: 503). */
+  | 'overloaded'
+  /** The client hung up before its answer. */
+  | 'aborted'
   | 'error';
 
 export interface ServerMetricsOptions {

@@ -1,36 +1,60 @@
 // JobIntake over src/queue: the jobs stream, the status KV bucket and the log stream of NATS
-// JetStream. Connection state comes from the client's status events, so `serve` answers 503 at
-// once while nats.js reconnects (by itself, forever) instead of letting requests queue up in the
-// client's reconnect buffer.
+// JetStream.
+//
+// Health: the client's status events say when the socket is gone, so `serve` answers 503 at once
+// while nats.js reconnects (by itself, forever) instead of letting requests queue up in the
+// client's reconnect buffer. They say nothing when the server stops answering on a socket that
+// stays open (a SIGSTOPped or wedged nats-server: the events said `connected` for as long as it
+// lasted), so a round trip (PING/PONG) with a timeout is the real check: /health makes one, a
+// timer makes one every few seconds, and so does any failed write; the cached outcome is what the
+// webhook path reads.
 
-import { Events, type KvEntry } from 'nats';
+import { Events, headers as natsHeaders, type KvEntry } from 'nats';
 import type { Config } from '../config/config.js';
 import type { BuildListFilter } from '../core/ports.js';
 import type { BuildJob, BuildRecord } from '../core/types.js';
-import { publishJob, queueDepth } from '../queue/job-queue.js';
+import { describeError } from '../core/errors.js';
+import { JOB_ID_HEADER, buildKey, jobSubject, publishJob, queueDepth } from '../queue/job-queue.js';
 import { KvBuildStore } from '../queue/kv-build-store.js';
 import { JetStreamPublishError, WRONG_LAST_SEQUENCE } from '../queue/js-publisher.js';
 import { readLog } from '../queue/log-stream.js';
 import { SendBatch } from '../queue/send-batch.js';
 import { closeNats, connectNats, natsUnavailable, subjectToken, type NatsContext } from '../queue/nats.js';
-import type { IntakeHealth, JobIntake, RecordChange } from './job-intake.js';
+import { NOT_ACCEPTED, type IntakeHealth, type JobIntake, type RecordChange } from './job-intake.js';
 import type { Logger } from './logger.js';
 
 const RECORD_KEY_PREFIX = 'build.';
 /** Push claims: `push.<pushClaimKey>` → the id of the job that claimed it (see claimPush). */
 const PUSH_KEY_PREFIX = 'push.';
 
+/** How long a background round trip may take before NATS counts as unresponsive. */
+const PROBE_TIMEOUT_MS = 2_000;
+
+export interface QueueIntakeOptions {
+  logger?: Logger;
+  /** Background round trips (default 5 s); 0 turns them off. */
+  probeIntervalMs?: number;
+}
+
 export class QueueIntake implements JobIntake {
   private readonly store: KvBuildStore;
   private connected = true;
+  /** The outcome of the last round trip. */
+  private answering = true;
+  private probing: Promise<boolean> | undefined;
+  private readonly probeTimer: NodeJS.Timeout | undefined;
   private readonly batch = new SendBatch();
+  private readonly logger: Logger | undefined;
 
   constructor(
     readonly ctx: NatsContext,
-    private readonly logger?: Logger,
+    options: QueueIntakeOptions = {},
   ) {
+    this.logger = options.logger;
     this.store = new KvBuildStore(ctx);
     void this.followStatus();
+    const every = options.probeIntervalMs ?? 5_000;
+    if (every > 0) this.probeTimer = setInterval(() => void this.probe(PROBE_TIMEOUT_MS), every).unref();
   }
 
   private async followStatus(): Promise<void> {
@@ -49,11 +73,40 @@ export class QueueIntake implements JobIntake {
   }
 
   health(): IntakeHealth {
-    return { nats: this.connected && !this.ctx.nc.isClosed() ? 'connected' : 'disconnected' };
+    if (!this.connected || this.ctx.nc.isClosed()) return { nats: 'disconnected' };
+    return { nats: this.answering ? 'connected' : 'unresponsive' };
   }
 
-  createQueued(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord }> {
-    return this.batch.run(() => this.store.createIfAbsent(record));
+  async probe(timeoutMs: number): Promise<IntakeHealth> {
+    if (!this.connected || this.ctx.nc.isClosed()) return this.health();
+    // One round trip at a time: callers arriving meanwhile share its outcome.
+    this.probing ??= this.roundTrip(timeoutMs).finally(() => (this.probing = undefined));
+    await this.probing;
+    return this.health();
+  }
+
+  private async roundTrip(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    // A PONG also means every write this connection sent before the PING has been read by the server.
+    const answered = await Promise.race([this.ctx.nc.rtt().then(() => true, () => false), timeout]);
+    clearTimeout(timer);
+    if (answered !== this.answering) {
+      if (answered) this.logger?.info('NATS answers again');
+      else this.logger?.warn({ timeoutMs }, 'NATS does not answer (no PONG within the timeout): refusing webhooks until it does');
+    }
+    this.answering = answered;
+    return answered;
+  }
+
+  /** A write that failed may mean a server that stopped answering: look at once. */
+  private checkAfter<T>(write: Promise<T>): Promise<T> {
+    write.catch(() => void this.probe(PROBE_TIMEOUT_MS));
+    return write;
+  }
+
+  createQueued(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord; revision?: number }> {
+    return this.checkAfter(this.batch.run(() => this.store.createIfAbsent(record)));
   }
 
   /**
@@ -63,9 +116,80 @@ export class QueueIntake implements JobIntake {
    * unbatched the publishes that follow them took a socket write each (profiled: 10 % of serve's
    * CPU against 7 % batched).
    */
-  async publish(job: BuildJob): Promise<{ duplicate: boolean }> {
-    const { duplicate } = await this.batch.run(() => publishJob(this.ctx, job));
-    return { duplicate };
+  async publish(job: BuildJob, options: { revived?: number } = {}): Promise<{ duplicate: boolean }> {
+    const { duplicate, seq } = await this.checkAfter(this.batch.run(() => publishJob(this.ctx, job)));
+    if (!duplicate || options.revived === undefined) return { duplicate };
+    // A revived record (its first delivery was answered 503): the stream knows the message id, so
+    // that first publish was stored after all. Still waiting there, it is this job's message now;
+    // already taken by a worker (which found the record `failed` and built nothing), it is gone,
+    // and only a message id of its own gets the job queued within the duplicate window.
+    let present: boolean;
+    try {
+      await this.ctx.jsm.streams.getMessage(this.ctx.config.stream, { seq });
+      present = true;
+    } catch (err) {
+      if (!/no message found/i.test(describeError(err))) throw natsUnavailable(`Cannot look up the message of build ${job.id}`, err, this.ctx.config);
+      present = false;
+    }
+    if (!present) {
+      const h = natsHeaders();
+      h.set(JOB_ID_HEADER, job.id);
+      try {
+        await this.ctx.publisher.publish(jobSubject(this.ctx.config, job), JSON.stringify(job), { msgId: `${job.deliveryId ?? job.id}~${options.revived}`, headers: h });
+      } catch (err) {
+        throw natsUnavailable(`Cannot queue build ${job.id} on stream ${this.ctx.config.stream}`, err, this.ctx.config);
+      }
+    }
+    return { duplicate: false };
+  }
+
+  /**
+   * Compare-and-set on the record's key (`Nats-Expected-Last-Subject-Sequence`), so a worker that
+   * started the job meanwhile (it writes `running`) or another delivery's record is never
+   * overwritten. With `revision` the first write needs no read: issued right after the failed
+   * publish on the same connection, it reaches the server behind that publish, before a worker
+   * can have read the record (see ServeApp.settle).
+   */
+  async settleNotAccepted(failed: BuildRecord, revision?: number): Promise<'settled' | 'taken'> {
+    const key = buildKey(failed.id);
+    const subject = `$KV.${this.ctx.config.statusBucket}.${key}`;
+    const data = JSON.stringify(failed);
+    let expected = revision;
+    for (let attempt = 0; attempt < 6; attempt++) {
+      if (expected !== undefined) {
+        try {
+          await this.ctx.publisher.publish(subject, data, { expectLastSubjectSequence: expected });
+          return 'settled';
+        } catch (err) {
+          if (!(err instanceof JetStreamPublishError && err.errCode === WRONG_LAST_SEQUENCE)) {
+            throw natsUnavailable(`Cannot settle the record of build ${failed.id}`, err, this.ctx.config);
+          }
+        }
+      }
+      let entry: KvEntry | null;
+      try {
+        entry = await this.ctx.kv.get(key);
+      } catch (err) {
+        throw natsUnavailable(`Cannot read the record of build ${failed.id}`, err, this.ctx.config);
+      }
+      const existing = entry && entry.operation === 'PUT' && entry.length > 0 ? entry.json<BuildRecord>() : undefined;
+      if (existing && existing.createdAt !== failed.createdAt) return 'taken';
+      if (existing?.status === 'failed' && existing.error?.code === NOT_ACCEPTED) return 'settled';
+      if (existing && existing.status !== 'queued') return 'taken';
+      expected = entry?.revision ?? 0;
+    }
+    throw natsUnavailable(`Cannot settle the record of build ${failed.id}`, new Error('the key kept changing'), this.ctx.config);
+  }
+
+  async reviveQueued(record: BuildRecord, revision: number): Promise<{ revived: boolean; revision?: number }> {
+    const subject = `$KV.${this.ctx.config.statusBucket}.${buildKey(record.id)}`;
+    try {
+      const ack = await this.ctx.publisher.publish(subject, JSON.stringify(record), { expectLastSubjectSequence: revision });
+      return { revived: true, revision: ack.seq };
+    } catch (err) {
+      if (err instanceof JetStreamPublishError && err.errCode === WRONG_LAST_SEQUENCE) return { revived: false };
+      throw natsUnavailable(`Cannot store the record of build ${record.id}`, err, this.ctx.config);
+    }
   }
 
   discard(id: string): Promise<void> {
@@ -150,6 +274,7 @@ export class QueueIntake implements JobIntake {
   }
 
   async close(): Promise<void> {
+    if (this.probeTimer) clearInterval(this.probeTimer);
     await closeNats(this.ctx);
   }
 }
@@ -166,7 +291,7 @@ function changeOf(entry: KvEntry, startedAt: number): RecordChange {
 }
 
 /** Connects to NATS (streams and bucket ensured); ServiceUnavailableError when unreachable. */
-export async function connectQueueIntake(config: Config['nats'], options: { logger?: Logger; name?: string } = {}): Promise<QueueIntake> {
+export async function connectQueueIntake(config: Config['nats'], options: QueueIntakeOptions & { name?: string } = {}): Promise<QueueIntake> {
   const ctx = await connectNats(config, { name: options.name ?? 'oci-build-serve' });
-  return new QueueIntake(ctx, options.logger);
+  return new QueueIntake(ctx, options);
 }

@@ -5,8 +5,12 @@
 // invalid UTF-8 sequences collapse to U+FFFD, so two different bodies could share a signature).
 // Here the HMAC covers exactly the bytes received, and the comparison is timingSafeEqual over the
 // two 32-byte digests, so its time does not depend on where they differ.
+//
+// Two steps for `serve`: the header's shape is checked before a byte of the body is read (a
+// request that cannot be signed is refused without being read), and the HMAC is updated chunk by
+// chunk as the body streams in, so verifying a body never needs the body whole in memory.
 
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual, type Hmac } from 'node:crypto';
 
 const SIGNATURE_PATTERN = /^sha256=([0-9a-fA-F]{64})$/;
 
@@ -16,14 +20,44 @@ export function signWebhookBody(secret: string, body: Buffer | string): string {
 }
 
 /**
+ * The 32 digest bytes of a well-formed `sha256=<64 hex>` header; undefined for a missing,
+ * repeated, malformed or wrong-length one. Never throws.
+ */
+export function parseSignatureHeader(header: string | string[] | undefined): Buffer | undefined {
+  if (typeof header !== 'string') return undefined;
+  const match = SIGNATURE_PATTERN.exec(header.trim());
+  return match ? Buffer.from(match[1]!, 'hex') : undefined;
+}
+
+/** An HMAC-SHA256 fed as the body arrives; `matches()` once, at the end. */
+export class StreamingSignatureCheck {
+  private readonly hmac: Hmac;
+
+  constructor(
+    secret: string,
+    private readonly expected: Buffer,
+  ) {
+    this.hmac = createHmac('sha256', secret);
+  }
+
+  update(chunk: Buffer): void {
+    this.hmac.update(chunk);
+  }
+
+  matches(): boolean {
+    const digest = this.hmac.digest();
+    return this.expected.length === digest.length && timingSafeEqual(this.expected, digest);
+  }
+}
+
+/**
  * True when `header` is the HMAC-SHA256 of `body` under `secret`. Never throws: a missing,
  * malformed or wrong-length header is simply false.
  */
 export function verifyWebhookSignature(secret: string, body: Buffer, header: string | string[] | undefined): boolean {
-  if (typeof header !== 'string' || secret.length === 0) return false;
-  const match = SIGNATURE_PATTERN.exec(header.trim());
-  if (!match) return false;
-  const received = Buffer.from(match[1]!, 'hex');
-  const expected = createHmac('sha256', secret).update(body).digest();
-  return received.length === expected.length && timingSafeEqual(received, expected);
+  const received = parseSignatureHeader(header);
+  if (!received || secret.length === 0) return false;
+  const check = new StreamingSignatureCheck(secret, received);
+  check.update(body);
+  return check.matches();
 }

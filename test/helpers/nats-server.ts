@@ -15,6 +15,9 @@ export interface NatsServer {
   kill(): Promise<void>;
   start(): Promise<void>;
   restart(): Promise<void>;
+  /** SIGSTOP: the process keeps its sockets open and answers nothing until resume() (SIGCONT). */
+  pause(): void;
+  resume(): void;
 }
 
 function portOpen(port: number): Promise<boolean> {
@@ -57,11 +60,18 @@ export async function startNatsServer(): Promise<NatsServer> {
     storeDir: store.path,
     start,
     kill,
+    pause: () => {
+      child?.kill('SIGSTOP');
+    },
+    resume: () => {
+      child?.kill('SIGCONT');
+    },
     restart: async () => {
       await kill();
       await start();
     },
     stop: async () => {
+      child?.kill('SIGCONT');
       await kill();
       await store.cleanup();
     },

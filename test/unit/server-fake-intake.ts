@@ -3,7 +3,7 @@
 
 import type { BuildListFilter } from '../../src/core/ports.js';
 import type { BuildJob, BuildRecord } from '../../src/core/types.js';
-import type { IntakeHealth, JobIntake, RecordChange } from '../../src/server/job-intake.js';
+import { NOT_ACCEPTED, type IntakeHealth, type JobIntake, type RecordChange } from '../../src/server/job-intake.js';
 
 export class FakeIntake implements JobIntake {
   readonly records = new Map<string, BuildRecord>();
@@ -13,6 +13,11 @@ export class FakeIntake implements JobIntake {
   readonly claims = new Map<string, string>();
   private readonly msgIds = new Set<string>();
   connected = true;
+  /** Connected, but round trips time out (a stalled server). */
+  unresponsive = false;
+  /** Record revisions, like the KV bucket's. */
+  private readonly revisions = new Map<string, number>();
+  private revision = 0;
   failCreate = false;
   failPublish = false;
   failDiscard = false;
@@ -24,20 +29,50 @@ export class FakeIntake implements JobIntake {
   private readonly changes: Array<(change: RecordChange) => void> = [];
 
   health(): IntakeHealth {
-    return { nats: this.connected ? 'connected' : 'disconnected' };
+    return { nats: !this.connected ? 'disconnected' : this.unresponsive ? 'unresponsive' : 'connected' };
   }
 
-  async createQueued(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord }> {
+  async probe(): Promise<IntakeHealth> {
+    return this.health();
+  }
+
+  private store(record: BuildRecord): number {
+    this.records.set(record.id, structuredClone(record));
+    this.revisions.set(record.id, ++this.revision);
+    return this.revision;
+  }
+
+  async createQueued(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord; revision?: number }> {
     if (this.failCreate || !this.connected) throw new Error('fake: KV create timed out');
     const existing = this.records.get(record.id);
-    if (existing) return { created: false, record: existing };
-    this.records.set(record.id, structuredClone(record));
-    return { created: true, record };
+    if (existing) return { created: false, record: existing, revision: this.revisions.get(record.id)! };
+    return { created: true, record, revision: this.store(record) };
   }
 
-  async publish(job: BuildJob): Promise<{ duplicate: boolean }> {
+  async settleNotAccepted(failed: BuildRecord, revision?: number): Promise<'settled' | 'taken'> {
+    if (this.failDiscard || !this.connected) throw new Error('fake: KV update timed out');
+    const existing = this.records.get(failed.id);
+    if (existing && revision !== undefined && this.revisions.get(failed.id) === revision) {
+      this.store(failed);
+      return 'settled';
+    }
+    if (existing && existing.createdAt !== failed.createdAt) return 'taken';
+    if (existing?.status === 'failed' && existing.error?.code === NOT_ACCEPTED) return 'settled';
+    if (existing && existing.status !== 'queued') return 'taken';
+    this.store(failed);
+    return 'settled';
+  }
+
+  async reviveQueued(record: BuildRecord, revision: number): Promise<{ revived: boolean; revision?: number }> {
+    if (this.failCreate || !this.connected) throw new Error('fake: KV update timed out');
+    if (this.revisions.get(record.id) !== revision) return { revived: false };
+    return { revived: true, revision: this.store(record) };
+  }
+
+  async publish(job: BuildJob, options: { revived?: number } = {}): Promise<{ duplicate: boolean }> {
     if (this.failPublish || !this.connected) throw new Error('fake: publish timed out');
-    const msgId = job.deliveryId ?? job.id;
+    // A revived job's first message counts as consumed (nothing models the stream's contents).
+    const msgId = `${job.deliveryId ?? job.id}${options.revived === undefined ? '' : `~${options.revived}`}`;
     if (this.msgIds.has(msgId)) return { duplicate: true };
     this.msgIds.add(msgId);
     this.published.push(structuredClone(job));

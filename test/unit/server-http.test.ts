@@ -199,26 +199,42 @@ describe('POST /webhooks/github', () => {
     expect(intake.published).toHaveLength(0);
   });
 
-  it('a failed publish removes the queued record and answers 503', async () => {
+  it('a failed publish settles the record as failed (not accepted) and answers 503; a redelivery queues it', async () => {
     intake.failPublish = true;
-    const res = await sendWebhook(server.url);
+    const id = delivery();
+    const res = await sendWebhook(server.url, { delivery: id });
     expect(res.status).toBe(503);
-    expect(intake.records.size).toBe(0);
+    const [record] = [...intake.records.values()];
+    // Final: a worker that gets the job (its publish may have been stored after all) builds nothing.
+    expect(record).toMatchObject({ status: 'failed', error: { code: 'E_NOT_ACCEPTED' } });
+    expect(record!.error!.message).toMatch(/answered 503/);
     intake.failPublish = false;
-    intake.failCreate = true;
-    expect((await sendWebhook(server.url, { body: distinctPush() })).status).toBe(503);
-    expect(intake.records.size).toBe(0);
+    const again = await sendWebhook(server.url, { delivery: id });
+    expect(again.status).toBe(202);
+    expect(intake.records.get(record!.id)).toMatchObject({ status: 'queued' });
+    expect(intake.published).toHaveLength(1);
   });
 
-  it('a record whose removal failed is removed once NATS answers again', async () => {
+  it('a failed create is settled as not accepted once NATS answers (the create may be stored late)', async () => {
+    intake.failCreate = true;
+    expect((await sendWebhook(server.url, { body: distinctPush() })).status).toBe(503);
+    intake.failCreate = false;
+    const deadline = Date.now() + 6000;
+    while (intake.records.size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect([...intake.records.values()]).toMatchObject([{ status: 'failed', error: { code: 'E_NOT_ACCEPTED' } }]);
+    expect(intake.published).toHaveLength(0);
+  });
+
+  it('a record whose settle failed is settled once NATS answers again', async () => {
     intake.failPublish = true;
     intake.failDiscard = true;
     expect((await sendWebhook(server.url)).status).toBe(503);
-    expect(intake.records.size).toBe(1);
+    const [id] = [...intake.records.keys()];
+    expect(intake.records.get(id!)!.status).toBe('queued');
     intake.failDiscard = false;
     const deadline = Date.now() + 6000;
-    while (intake.records.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(intake.records.size).toBe(0);
+    while (intake.records.get(id!)!.status === 'queued' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(intake.records.get(id!)).toMatchObject({ status: 'failed', error: { code: 'E_NOT_ACCEPTED' } });
   });
 
   it('a declared Content-Length over server.maxBodyBytes is 413 before the body is sent', async () => {
@@ -242,7 +258,9 @@ describe('POST /webhooks/github', () => {
     const url = new URL(server.url);
     let sent = 0;
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/webhooks/github', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'x-github-event': 'push' } });
+      // A well-formed signature (a malformed one is refused before the body is read).
+      const headers = { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'x-github-event': 'push', 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` };
+      const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/webhooks/github', headers });
       req.on('response', (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);

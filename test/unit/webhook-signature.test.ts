@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createHmac } from 'node:crypto';
-import { signWebhookBody, verifyWebhookSignature } from '../../src/server/webhook-signature.js';
+import { StreamingSignatureCheck, parseSignatureHeader, signWebhookBody, verifyWebhookSignature } from '../../src/server/webhook-signature.js';
 
 const secret = fc.string({ minLength: 1, maxLength: 64 });
 const hex = fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), maxLength: 70 });
@@ -64,5 +64,28 @@ describe('webhook signature', () => {
     expect(verifyWebhookSignature('s', b, full.replace('sha256=', 'sha1='))).toBe(false);
     expect(verifyWebhookSignature('s', b, ['a', 'b'])).toBe(false);
     expect(verifyWebhookSignature('', b, `sha256=${createHmac('sha256', '').update(b).digest('hex')}`)).toBe(false);
+  });
+
+  it('the streamed check agrees with the one-shot check for any split of the body into chunks', () => {
+    fc.assert(
+      fc.property(secret, body, fc.array(fc.nat(), { maxLength: 8 }), fc.boolean(), (s, b, cuts, tamper) => {
+        const header = tamper ? `sha256=${'0'.repeat(64)}` : signWebhookBody(s, b);
+        const check = new StreamingSignatureCheck(s, parseSignatureHeader(header)!);
+        const points = [...new Set(cuts.map((c) => c % (b.length + 1)))].sort((x, y) => x - y);
+        let from = 0;
+        for (const at of [...points, b.length]) {
+          check.update(b.subarray(from, at));
+          from = at;
+        }
+        expect(check.matches()).toBe(verifyWebhookSignature(s, b, header));
+      }),
+    );
+  });
+
+  it('the header shape is checked alone: sha256= and exactly 64 hex digits', () => {
+    expect(parseSignatureHeader(`sha256=${'a'.repeat(64)}`)).toHaveLength(32);
+    for (const bad of [undefined, '', 'sha256=00', `sha256=${'a'.repeat(63)}`, `sha256=${'a'.repeat(65)}`, `sha1=${'a'.repeat(40)}`, `sha256=${'g'.repeat(64)}`, [`sha256=${'a'.repeat(64)}`]]) {
+      expect(parseSignatureHeader(bad)).toBeUndefined();
+    }
   });
 });
