@@ -4,16 +4,24 @@
 // Each receiver runs in its own worker thread (its own event loop, as in its own process); the load
 // generator runs here. Rounds alternate bare / serve so drift on the machine hits both alike.
 // Targets: serve ≥ 0.8× the bare throughput, serve p99 ≤ 50 ms, no errors.
-// Tunables: BENCH_CONNECTIONS (32), BENCH_ROUNDS (12), BENCH_ROUND_MS (2000), BENCH_WARMUP_MS (2000).
+// Then the memory attack of issue 15: `oci-build serve` as its own process (bin/oci-build.js, with
+// rss-probe.mjs preloaded for its peak RSS), 100 sockets sending 25 MB bodies with a well-formed but
+// wrong signature, 1 MB at a time, all in flight together. Printed: serve's peak RSS (target
+// < 300 MB), the latency of /health and of a valid webhook meanwhile (target ≤ 1 s), and serve's RSS
+// once the sockets have closed.
+// Tunables: BENCH_CONNECTIONS (32), BENCH_ROUNDS (12), BENCH_ROUND_MS (2000), BENCH_WARMUP_MS (2000),
+// BENCH_ATTACK_SOCKETS (100).
 
+import { spawn } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { median, percentile, ms, startNats } from './support.mjs';
+import { freePort, median, percentile, ms, startNats } from './support.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SECRET = 'bench-webhook-secret';
@@ -21,6 +29,8 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 12);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 2000);
+const ATTACK_SOCKETS = Number(process.env.BENCH_ATTACK_SOCKETS ?? 100);
+const ATTACK_BODY = 25 * 1024 * 1024;
 const dist = (path) => pathToFileURL(join(root, 'dist', path)).href;
 
 // ---------------------------------------------------------------- receivers (worker threads)
@@ -187,6 +197,114 @@ async function load(port, durationMs, bodies) {
   return { requests: latencies.length, rps: (latencies.length / elapsed) * 1000, latencies, errors };
 }
 
+// ---------------------------------------------------------------- memory attack
+
+function vmRssMb(pid) {
+  return Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
+}
+
+/** `oci-build serve` in its own process under ATTACK_SOCKETS × 25 MB bad-signature bodies. */
+async function memoryAttack(natsUrl, temp, bodies) {
+  const port = await freePort();
+  const rssFile = join(temp, 'serve-rss');
+  const child = spawn(process.execPath, ['--import', pathToFileURL(join(root, 'bench/rss-probe.mjs')).href, join(root, 'bin/oci-build.js'), 'serve'], {
+    env: {
+      ...process.env,
+      OCI_BUILD_NATS_URL: natsUrl,
+      OCI_BUILD_NATS_STREAM: 'BENCH_ATTACK_JOBS',
+      OCI_BUILD_NATS_SUBJECT: 'bench.attack',
+      OCI_BUILD_NATS_STATUS_BUCKET: 'bench-attack-status',
+      // The receivers' log stream: two streams may not share its subjects.
+      OCI_BUILD_NATS_LOG_STREAM: 'BENCH_LOGS',
+      OCI_BUILD_WORK_DIR: join(temp, 'work'),
+      OCI_BUILD_SERVER_WEBHOOK_SECRET: SECRET,
+      OCI_BUILD_SERVER_PORT: String(port),
+      OCI_BUILD_BENCH_RSS_FILE: rssFile,
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    for (const deadline = Date.now() + 30_000; ; ) {
+      if ((await fetch(`${base}/health`).catch(() => undefined))?.ok) break;
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`oci-build serve did not start (npm run build?): ${stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const baseline = vmRssMb(child.pid);
+    let sampled = baseline;
+    const sampler = setInterval(() => (sampled = Math.max(sampled, vmRssMb(child.pid))), 50);
+    const sockets = await Promise.all(
+      Array.from({ length: ATTACK_SOCKETS }, () =>
+        new Promise((resolve, reject) => {
+          const socket = connect(port, '127.0.0.1', () => {
+            socket.write(
+              `POST /webhooks/github HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\nx-github-event: push\r\nx-github-delivery: ${randomUUID()}\r\n` +
+                `x-hub-signature-256: sha256=${'0'.repeat(64)}\r\ncontent-length: ${ATTACK_BODY}\r\n\r\n`,
+            );
+            resolve(socket);
+          });
+          socket.once('error', reject);
+        }),
+      ),
+    );
+    for (const socket of sockets) socket.on('error', () => undefined);
+    const answered = sockets.map((socket) => new Promise((resolve) => {
+      let text = '';
+      socket.on('data', (d) => (text += d.toString('latin1')));
+      socket.once('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1])));
+    }));
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    const write = (socket) => new Promise((resolve) => (socket.write(chunk) ? resolve() : socket.once('drain', resolve)));
+    const probes = [];
+    const timed = async (what, call) => {
+      const started = performance.now();
+      const res = await call();
+      await res.arrayBuffer();
+      probes.push({ what, status: res.status, ms: performance.now() - started });
+    };
+    for (let mb = 0; mb < ATTACK_BODY / chunk.length; mb++) {
+      await Promise.all(sockets.map(write));
+      if (mb % 5 === 2) {
+        const payload = bodies.next();
+        await Promise.all([
+          timed('health', () => fetch(`${base}/health`)),
+          timed('webhook', () =>
+            fetch(`${base}/webhooks/github`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': payload.signature },
+              body: payload.body,
+            }),
+          ),
+        ]);
+      }
+    }
+    // Every body was sent: each gets its 401, then the client closes.
+    await new Promise((r) => setTimeout(r, 500));
+    for (const socket of sockets) socket.end();
+    const statuses = await Promise.all(answered);
+    clearInterval(sampler);
+    let after = vmRssMb(child.pid);
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline && after > baseline + 50; after = vmRssMb(child.pid)) await new Promise((r) => setTimeout(r, 250));
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    const peak = Math.max(sampled, Number(readFileSync(rssFile, 'utf8')) / 1024);
+    const worst = (what) => Math.max(...probes.filter((p) => p.what === what).map((p) => p.ms));
+    const probesOk = probes.every((p) => p.status === (p.what === 'health' ? 200 : 202));
+    return {
+      ok: peak < 300 && worst('health') <= 1000 && worst('webhook') <= 1000 && probesOk && statuses.every((s) => s === 401),
+      line:
+        `memory attack (${ATTACK_SOCKETS} sockets × 25 MB, signature sha256=0…0): serve peak RSS ${peak.toFixed(0)} MB (baseline ${baseline.toFixed(0)} MB; target < 300 MB), ` +
+        `after close ${after.toFixed(0)} MB; meanwhile /health worst ${ms(worst('health'))}, valid webhook worst ${ms(worst('webhook'))} (target ≤ 1 s; ${probes.length} probes, ${probesOk ? 'all answered 200/202' : 'SOME FAILED'}); ` +
+        `attack answered ${statuses.filter((s) => s === 401).length}/${ATTACK_SOCKETS} × 401`,
+    };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+}
+
 // ---------------------------------------------------------------- run
 
 export async function run() {
@@ -238,7 +356,8 @@ export async function run() {
     // absolute numbers by ±30 % from one round to the next).
     const ratio = median(results.serve.map((r, i) => r.rps / results.bare[i].rps));
     const busyPerRequest = (rounds) => (rounds.reduce((n, r) => n + r.busyMs, 0) / rounds.reduce((n, r) => n + r.requests, 0)) * 1000;
-    const ok = ratio >= 0.8 && s.p99 <= 50 && s.errors === 0 && b.errors === 0;
+    const attack = await memoryAttack(nats.url, temp, bodies);
+    const ok = ratio >= 0.8 && s.p99 <= 50 && s.errors === 0 && b.errors === 0 && attack.ok;
     return {
       name: 'webhook-ingest',
       ok,
@@ -249,6 +368,7 @@ export async function run() {
         `ratio serve/bare ${ratio.toFixed(2)} (median of ${ROUNDS} paired rounds; target ≥ 0.80), serve p99 ${ms(s.p99)} (target ≤ 50 ms), errors ${s.errors + b.errors} (target 0)`,
         `receiver event-loop busy time per request: bare ${busyPerRequest(results.bare).toFixed(0)} µs, serve ${busyPerRequest(results.serve).toFixed(0)} µs (event-loop utilisation × round time; on a loaded machine it also counts time the thread waited for a core)`,
         `per round req/s: bare ${results.bare.map((r) => r.rps.toFixed(0)).join(', ')}; serve ${results.serve.map((r) => r.rps.toFixed(0)).join(', ')}`,
+        attack.line,
       ],
     };
   } finally {
