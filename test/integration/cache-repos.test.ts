@@ -18,7 +18,7 @@ import { runCli } from '../helpers/cli.js';
 import { REPO_ROOT, tempDir, type TempDir } from '../helpers/fixtures.js';
 import { snapshot, startGitServer, workRepo, type GitServer } from '../helpers/git-http-server.js';
 
-const GIT = { depth: 50, retries: 0, retryDelayMs: 10, retryMaxDelayMs: 20 };
+const GIT = { depth: 50, retries: 0, retryDelayMs: 10, retryMaxDelayMs: 20, tokenHosts: [] };
 const HOUR = 60 * 60_000;
 const DAY = 24 * HOUR;
 const REPOS = ['acme/widget', 'acme/gadget', 'old-owner/app', 'team/sub/deep'];

@@ -89,7 +89,7 @@ describe('git source: a fetch cut short', () => {
 
   it('retries a transfer reset in the middle of the pack', async () => {
     const plan = { cuts: ['reset'] as Cut[], keep: 20_000 };
-    const provider = createSourceProvider({ workDir, git: { depth: 50, retries: 2, retryDelayMs: 5, retryMaxDelayMs: 10 }, http: flakyHttp(plan) });
+    const provider = createSourceProvider({ workDir, git: { depth: 50, retries: 2, retryDelayMs: 5, retryMaxDelayMs: 10, tokenHosts: [] }, http: flakyHttp(plan) });
     const ctx = context();
     const checkout = await provider.checkout(job(server.url('acme/flaky')).source, job(server.url('acme/flaky')), ctx);
     expect(checkout.repository.commit).toBe(first);
@@ -102,7 +102,7 @@ describe('git source: a fetch cut short', () => {
     const before = execFileSync('git', ['--git-dir', mirror(), 'rev-parse', 'refs/remotes/origin/main'], { encoding: 'utf8' }).trim();
     expect(before).not.toBe(newer);
     const plan = { cuts: [cut, cut] as Cut[], keep: 20_000 };
-    const provider = createSourceProvider({ workDir, git: { depth: 50, retries: 1, retryDelayMs: 5, retryMaxDelayMs: 10 }, http: flakyHttp(plan) });
+    const provider = createSourceProvider({ workDir, git: { depth: 50, retries: 1, retryDelayMs: 5, retryMaxDelayMs: 10, tokenHosts: [] }, http: flakyHttp(plan) });
     const checkout = await provider.checkout(job(server.url('acme/flaky')).source, job(server.url('acme/flaky')), context());
     expect(checkout.repository.commit).toBe(before);
     expect(checkout.warnings[0]).toMatch(/unreachable \((ECONNRESET|.*unexpected end).*\): built from the mirror as of/);
@@ -112,7 +112,7 @@ describe('git source: a fetch cut short', () => {
     execFileSync('git', ['--git-dir', mirror(), 'fsck', '--no-dangling'], { stdio: 'pipe' });
 
     // the next good fetch catches up
-    const good = createSourceProvider({ workDir, git: { depth: 50, retries: 0, retryDelayMs: 5, retryMaxDelayMs: 10 } });
+    const good = createSourceProvider({ workDir, git: { depth: 50, retries: 0, retryDelayMs: 5, retryMaxDelayMs: 10, tokenHosts: [] } });
     const next = await good.checkout(job(server.url('acme/flaky')).source, job(server.url('acme/flaky')), context());
     expect(next.repository.commit).toBe(newer);
     await next.dispose();

@@ -48,7 +48,7 @@ describe('git source: history on demand', () => {
     const commits: string[] = [];
     for (let i = 0; i < 12; i++) commits.push(work.commit({ [`f${i}.txt`]: `${i}\n`, 'counter.txt': `${i}\n` }, `c${i}`));
     await server.addRepo('acme/deep', work.dir);
-    const provider = createSourceProvider({ workDir: join(tmp.path, 'wd-deep'), git: { depth: 2, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1 } });
+    const provider = createSourceProvider({ workDir: join(tmp.path, 'wd-deep'), git: { depth: 2, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1, tokenHosts: [] } });
 
     const head = await provider.checkout(job(server.url('acme/deep')).source, job(server.url('acme/deep')), context());
     expect(head.repository.commit).toBe(commits[11]);
@@ -69,7 +69,7 @@ describe('git source: history on demand', () => {
 
   it('property: after random commits, branch moves and force-pushes, a sync checks out exactly `git archive` of the wanted commit', async () => {
     const workDir = join(tmp.path, 'wd-prop');
-    const provider = createSourceProvider({ workDir, git: { depth: 3, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1 } });
+    const provider = createSourceProvider({ workDir, git: { depth: 3, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1, tokenHosts: [] } });
     const url = server.url('acme/prop');
     let run = 0;
 

@@ -11,7 +11,7 @@ import { git, tempDir, type TempDir } from '../helpers/fixtures.js';
 import { workRepo } from '../helpers/git-http-server.js';
 
 const ctx: PhaseContext = { signal: new AbortController().signal, log: { write: () => undefined } };
-const provider = createSourceProvider({ workDir: '/nonexistent-work-dir', git: { depth: 50, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1 } });
+const provider = createSourceProvider({ workDir: '/nonexistent-work-dir', git: { depth: 50, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1, tokenHosts: [] } });
 
 function job(path: string, extra: Partial<BuildJob> = {}): BuildJob {
   return {

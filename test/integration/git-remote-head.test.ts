@@ -12,7 +12,7 @@ import { createSourceProvider } from '../../src/git/source-provider.js';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
 import { startGitServer, workRepo, type GitServer } from '../helpers/git-http-server.js';
 
-const GIT = { depth: 50, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1 };
+const GIT = { depth: 50, retries: 0, retryDelayMs: 1, retryMaxDelayMs: 1, tokenHosts: [] };
 
 function context(): PhaseContext {
   return { signal: new AbortController().signal, log: { write: () => {} } };

@@ -12,7 +12,7 @@ import { createSourceProvider } from '../../src/git/source-provider.js';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
 import { archiveOf, snapshot, startGitServer, workRepo, type GitServer, type WorkRepo } from '../helpers/git-http-server.js';
 
-const GIT = { depth: 50, retries: 1, retryDelayMs: 10, retryMaxDelayMs: 20 };
+const GIT = { depth: 50, retries: 1, retryDelayMs: 10, retryMaxDelayMs: 20, tokenHosts: [] };
 
 function context(): PhaseContext & { lines: string[] } {
   const lines: string[] = [];
