@@ -7,7 +7,7 @@ import { matchesBuildFilter, newestFirst } from '../core/build-list.js';
 import type { BuildListFilter, BuildStore } from '../core/ports.js';
 import { isFinalStatus, type BuildRecord } from '../core/types.js';
 import { buildKey } from './job-queue.js';
-import { JetStreamPublishError, WRONG_LAST_SEQUENCE } from './js-publisher.js';
+import { readEntry, valueOf, writeIfRevision } from './kv-conditional.js';
 import { natsUnavailable, type NatsContext } from './nats.js';
 
 /** Messages list() asks the server for at a time. */
@@ -40,46 +40,26 @@ export class KvBuildStore implements BuildStore {
   }
 
   async get(id: string): Promise<BuildRecord | undefined> {
-    let entry: KvEntry | null;
-    try {
-      entry = await this.ctx.kv.get(buildKey(id));
-    } catch (err) {
-      throw natsUnavailable(`Cannot read the record of build ${id}`, err, this.ctx.config);
-    }
-    return recordOf(entry);
+    return recordOf(await readEntry(this.ctx, buildKey(id), `the record of build ${id}`));
   }
 
   /**
    * Writes the record unless one exists: a redelivered webhook (or a worker that already started
    * the job) must not be overwritten by a `queued` record.
    */
-  async createIfAbsent(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord; revision: number }> {
-    const key = buildKey(record.id);
-    const subject = `$KV.${this.ctx.config.statusBucket}.${key}`;
-    const data = JSON.stringify(record);
-    // The key's last revision we expect: 0 (never written), or a delete marker's.
-    let expected = 0;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      try {
-        const ack = await this.ctx.publisher.publish(subject, data, { expectLastSubjectSequence: expected });
-        return { created: true, record, revision: ack.seq };
-      } catch (err) {
-        if (!(err instanceof JetStreamPublishError && err.errCode === WRONG_LAST_SEQUENCE)) {
-          throw natsUnavailable(`Cannot store the record of build ${record.id}`, err, this.ctx.config);
-        }
-      }
-      let entry: KvEntry | null;
-      try {
-        entry = await this.ctx.kv.get(key);
-      } catch (err) {
-        throw natsUnavailable(`Cannot read the record of build ${record.id}`, err, this.ctx.config);
-      }
-      const existing = recordOf(entry);
-      if (existing) return { created: false, record: existing, revision: entry!.revision };
-      // Deleted (a marker is the key's last revision), or changed again meanwhile: try again.
-      expected = entry?.revision ?? 0;
-    }
-    throw natsUnavailable(`Cannot store the record of build ${record.id}`, new Error('the key kept changing'), this.ctx.config);
+  createIfAbsent(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord; revision: number }> {
+    return writeIfRevision<{ created: boolean; record: BuildRecord; revision: number }>(this.ctx, {
+      key: buildKey(record.id),
+      data: JSON.stringify(record),
+      expected: 0,
+      written: (revision) => ({ created: true, record, revision }),
+      onConflict: (entry) => {
+        const existing = recordOf(entry);
+        // Deleted (a marker is the key's last revision), or changed again meanwhile: try again.
+        return existing ? { done: { created: false, record: existing, revision: entry!.revision } } : { retryAt: entry?.revision ?? 0 };
+      },
+      what: `the record of build ${record.id}`,
+    });
   }
 
   async delete(id: string): Promise<void> {
@@ -184,6 +164,5 @@ export class KvBuildStore implements BuildStore {
 }
 
 function recordOf(entry: KvEntry | null): BuildRecord | undefined {
-  if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
-  return entry.json<BuildRecord>();
+  return valueOf(entry)?.json<BuildRecord>();
 }

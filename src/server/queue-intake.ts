@@ -16,7 +16,7 @@ import type { BuildJob, BuildRecord } from '../core/types.js';
 import { describeError } from '../core/errors.js';
 import { JOB_ID_HEADER, buildKey, jobSubject, publishJob, queueDepth } from '../queue/job-queue.js';
 import { KvBuildStore } from '../queue/kv-build-store.js';
-import { JetStreamPublishError, WRONG_LAST_SEQUENCE } from '../queue/js-publisher.js';
+import { publishIfRevision, readEntry, valueOf, writeIfRevision, type ConflictDecision } from '../queue/kv-conditional.js';
 import { readLog } from '../queue/log-stream.js';
 import { SendBatch } from '../queue/send-batch.js';
 import { closeNats, connectNats, natsUnavailable, subjectToken, type NatsContext } from '../queue/nats.js';
@@ -152,44 +152,26 @@ export class QueueIntake implements JobIntake {
    */
   async settleNotAccepted(failed: BuildRecord, revision?: number): Promise<'settled' | 'taken'> {
     const key = buildKey(failed.id);
-    const subject = `$KV.${this.ctx.config.statusBucket}.${key}`;
-    const data = JSON.stringify(failed);
+    const what = `the record of build ${failed.id}`;
+    const decide = (entry: KvEntry | null): ConflictDecision<'settled' | 'taken'> => {
+      const existing = valueOf(entry)?.json<BuildRecord>();
+      if (existing && existing.createdAt !== failed.createdAt) return { done: 'taken' };
+      if (existing?.status === 'failed' && existing.error?.code === NOT_ACCEPTED) return { done: 'settled' };
+      if (existing && existing.status !== 'queued') return { done: 'taken' };
+      return { retryAt: entry?.revision ?? 0 };
+    };
     let expected = revision;
-    for (let attempt = 0; attempt < 6; attempt++) {
-      if (expected !== undefined) {
-        try {
-          await this.ctx.publisher.publish(subject, data, { expectLastSubjectSequence: expected });
-          return 'settled';
-        } catch (err) {
-          if (!(err instanceof JetStreamPublishError && err.errCode === WRONG_LAST_SEQUENCE)) {
-            throw natsUnavailable(`Cannot settle the record of build ${failed.id}`, err, this.ctx.config);
-          }
-        }
-      }
-      let entry: KvEntry | null;
-      try {
-        entry = await this.ctx.kv.get(key);
-      } catch (err) {
-        throw natsUnavailable(`Cannot read the record of build ${failed.id}`, err, this.ctx.config);
-      }
-      const existing = entry && entry.operation === 'PUT' && entry.length > 0 ? entry.json<BuildRecord>() : undefined;
-      if (existing && existing.createdAt !== failed.createdAt) return 'taken';
-      if (existing?.status === 'failed' && existing.error?.code === NOT_ACCEPTED) return 'settled';
-      if (existing && existing.status !== 'queued') return 'taken';
-      expected = entry?.revision ?? 0;
+    if (expected === undefined) {
+      const first = decide(await readEntry(this.ctx, key, what));
+      if ('done' in first) return first.done;
+      expected = first.retryAt;
     }
-    throw natsUnavailable(`Cannot settle the record of build ${failed.id}`, new Error('the key kept changing'), this.ctx.config);
+    return writeIfRevision(this.ctx, { key, data: JSON.stringify(failed), expected, written: () => 'settled', onConflict: decide, what, attempts: 6 });
   }
 
   async reviveQueued(record: BuildRecord, revision: number): Promise<{ revived: boolean; revision?: number }> {
-    const subject = `$KV.${this.ctx.config.statusBucket}.${buildKey(record.id)}`;
-    try {
-      const ack = await this.ctx.publisher.publish(subject, JSON.stringify(record), { expectLastSubjectSequence: revision });
-      return { revived: true, revision: ack.seq };
-    } catch (err) {
-      if (err instanceof JetStreamPublishError && err.errCode === WRONG_LAST_SEQUENCE) return { revived: false };
-      throw natsUnavailable(`Cannot store the record of build ${record.id}`, err, this.ctx.config);
-    }
+    const seq = await publishIfRevision(this.ctx, buildKey(record.id), JSON.stringify(record), revision, `the record of build ${record.id}`);
+    return seq === undefined ? { revived: false } : { revived: true, revision: seq };
   }
 
   discard(id: string): Promise<void> {
@@ -206,34 +188,19 @@ export class QueueIntake implements JobIntake {
     return this.batch.run(() => this.claim(key, jobId));
   }
 
-  private async claim(key: string, jobId: string): Promise<{ jobId: string; claimed: boolean }> {
-    const kvKey = `${PUSH_KEY_PREFIX}${subjectToken(key)}`;
-    const subject = `$KV.${this.ctx.config.statusBucket}.${kvKey}`;
-    // The key's last revision we expect: 0 (never written), or a delete marker's.
-    let expected = 0;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      try {
-        await this.ctx.publisher.publish(subject, jobId, { expectLastSubjectSequence: expected });
-        return { jobId, claimed: true };
-      } catch (err) {
-        if (!(err instanceof JetStreamPublishError && err.errCode === WRONG_LAST_SEQUENCE)) {
-          throw natsUnavailable(`Cannot claim push ${key} for build ${jobId}`, err, this.ctx.config);
-        }
-      }
-      let entry: KvEntry | null;
-      try {
-        entry = await this.ctx.kv.get(kvKey);
-      } catch (err) {
-        throw natsUnavailable(`Cannot read the claim of push ${key}`, err, this.ctx.config);
-      }
-      if (entry && entry.operation === 'PUT' && entry.length > 0) {
-        // Ours when an earlier attempt of this delivery stored it (its acknowledgement was lost).
-        const holder = entry.string();
-        return { jobId: holder, claimed: holder === jobId };
-      }
-      expected = entry?.revision ?? 0;
-    }
-    throw natsUnavailable(`Cannot claim push ${key} for build ${jobId}`, new Error('the key kept changing'), this.ctx.config);
+  private claim(key: string, jobId: string): Promise<{ jobId: string; claimed: boolean }> {
+    return writeIfRevision<{ jobId: string; claimed: boolean }>(this.ctx, {
+      key: `${PUSH_KEY_PREFIX}${subjectToken(key)}`,
+      data: jobId,
+      expected: 0,
+      written: () => ({ jobId, claimed: true }),
+      // Ours when an earlier attempt of this delivery stored it (its acknowledgement was lost).
+      onConflict: (entry) => {
+        const holder = valueOf(entry)?.string();
+        return holder !== undefined ? { done: { jobId: holder, claimed: holder === jobId } } : { retryAt: entry?.revision ?? 0 };
+      },
+      what: `the claim of push ${key} for build ${jobId}`,
+    });
   }
 
   get(id: string): Promise<BuildRecord | undefined> {
