@@ -67,7 +67,7 @@ async function bareReceiver({ natsConfig }) {
 async function serveReceiver({ natsConfig, logFile }) {
   const { parseConfig } = await import(dist('config/config.js'));
   const { startServer } = await import(dist('server/http-server.js'));
-  const { createLogger, daemonDestination } = await import(dist('server/logger.js'));
+  const { createLogger, daemonDestination } = await import(dist('log/logger.js'));
   const config = parseConfig({
     env: {
       OCI_BUILD_NATS_URL: natsConfig.url,

@@ -18,7 +18,7 @@ import { compileBranchFilter } from './branch-filter.js';
 import { parseHostList, type HostEntry } from '../core/hosts.js';
 import { decideWebhook, parseWebhookBody } from './github-payload.js';
 import { NOT_ACCEPTED, type JobIntake } from './job-intake.js';
-import { accessLogger, createLogger, type Logger } from './logger.js';
+import { accessLogger, createLogger, type Logger } from '../log/logger.js';
 import { collectGarbage } from './garbage-collection.js';
 import { ServerMetrics, type WebhookOutcome } from './metrics.js';
 import { BodyAbortedError, BodyTooLargeError, InflightBudget, checkDeclaredLength, readBody } from './request-body.js';

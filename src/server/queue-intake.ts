@@ -21,7 +21,7 @@ import { readLog } from '../queue/log-stream.js';
 import { SendBatch } from '../queue/send-batch.js';
 import { closeNats, connectNats, natsUnavailable, subjectToken, type NatsContext } from '../queue/nats.js';
 import { NOT_ACCEPTED, type IntakeHealth, type JobIntake, type RecordChange } from './job-intake.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../log/logger.js';
 
 const RECORD_KEY_PREFIX = 'build.';
 /** Push claims: `push.<pushClaimKey>` → the id of the job that claimed it (see claimPush). */

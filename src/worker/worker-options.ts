@@ -2,7 +2,7 @@
 // (every default filled in, validated once), the way Temporal's worker compiles its options.
 
 import { hostname } from 'node:os';
-import { createLogger } from '../server/logger.js';
+import { createLogger } from '../log/logger.js';
 import { UsageError } from '../core/errors.js';
 import type { PipelineOptions, PipelineResult } from '../core/pipeline.js';
 import type { PipelineDeps, Reporter } from '../core/ports.js';

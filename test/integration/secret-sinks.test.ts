@@ -15,7 +15,7 @@ import type { CliIO } from '../../src/cli/io.js';
 import { runCommand } from '../../src/exec/run-command.js';
 import { closeNats, connectNats, type NatsContext } from '../../src/queue/nats.js';
 import { JetStreamLogStore, readLog } from '../../src/queue/log-stream.js';
-import { accessLogger, createLogger } from '../../src/server/logger.js';
+import { accessLogger, createLogger } from '../../src/log/logger.js';
 import { FileLogStore } from '../../src/store/file-log-store.js';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';

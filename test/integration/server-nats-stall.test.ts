@@ -18,7 +18,7 @@ import { JOB_ID_HEADER, queueStats } from '../../src/queue/job-queue.js';
 import { KvBuildStore } from '../../src/queue/kv-build-store.js';
 import { closeNats, type NatsContext } from '../../src/queue/nats.js';
 import { startServer, type RunningServer } from '../../src/server/http-server.js';
-import { createLogger } from '../../src/server/logger.js';
+import { createLogger } from '../../src/log/logger.js';
 import { signWebhookBody } from '../../src/server/webhook-signature.js';
 import { startWorker, type Worker } from '../../src/worker/worker.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';

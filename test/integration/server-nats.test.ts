@@ -13,7 +13,7 @@ import { closeNats, connectNats, type NatsContext } from '../../src/queue/nats.j
 import { JetStreamLogStore } from '../../src/queue/log-stream.js';
 import { startServer, type RunningServer } from '../../src/server/http-server.js';
 import { pushClaimKey } from '../../src/server/github-payload.js';
-import { createLogger } from '../../src/server/logger.js';
+import { createLogger } from '../../src/log/logger.js';
 import { signWebhookBody } from '../../src/server/webhook-signature.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/ports.js';

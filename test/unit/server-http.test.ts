@@ -9,7 +9,7 @@ import { ConfigError, ServiceUnavailableError } from '../../src/core/errors.js';
 import { initialRecord } from '../../src/core/pipeline.js';
 import type { BuildRecord } from '../../src/core/types.js';
 import { startServer, type RunningServer } from '../../src/server/http-server.js';
-import { createLogger } from '../../src/server/logger.js';
+import { createLogger } from '../../src/log/logger.js';
 import { signWebhookBody } from '../../src/server/webhook-signature.js';
 import { FakeIntake } from './server-fake-intake.js';
 

@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { parseConfig } from '../../src/config/config.js';
 import { startServer } from '../../src/server/http-server.js';
-import { createLogger } from '../../src/server/logger.js';
+import { createLogger } from '../../src/log/logger.js';
 import { InflightBudget } from '../../src/server/request-body.js';
 import { FakeIntake } from './server-fake-intake.js';
 

@@ -12,7 +12,7 @@ export async function serveCommand(options: { config?: string; host?: string; po
     },
   });
   const { startServer } = await import('../../server/http-server.js');
-  const { createLogger } = await import('../../server/logger.js');
+  const { createLogger } = await import('../../log/logger.js');
   const logger = createLogger({ name: 'oci-build-serve' });
   const server = await startServer({ config, logger });
 

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { accessLogger, createLogger, daemonDestination } from '../../src/server/logger.js';
+import { accessLogger, createLogger, daemonDestination } from '../../src/log/logger.js';
 
 function capture() {
   const lines: string[] = [];
@@ -79,7 +79,7 @@ describe('daemonDestination', () => {
     try {
       const file = join(dir, 'serve.log');
       // The compiled module (the tests' global setup builds dist/); a file descriptor, as stdout is.
-      const logger = new URL('../../dist/server/logger.js', import.meta.url).pathname;
+      const logger = new URL('../../dist/log/logger.js', import.meta.url).pathname;
       // Logs, then exits at once, before the 250 ms flush: pino's exit hook must write the line.
       const script = `import { openSync } from 'node:fs';
         import { createLogger, daemonDestination } from ${JSON.stringify(logger)};
