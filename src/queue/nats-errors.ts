@@ -1,0 +1,31 @@
+// NATS and JetStream errors by their codes, never by their message text. JetStream API errors
+// carry `api_error.err_code` (nats-server's errors.json: the ErrorIdentifier of each kind); the
+// JetStreamPublisher's own errors carry it as `errCode`. One table, one predicate.
+
+import { JetStreamPublishError } from './js-publisher.js';
+
+export const JsErrorCode = {
+  ConsumerExists: 10013,
+  ConsumerNotFound: 10014,
+  NoMessageFound: 10037,
+  StreamNameInUse: 10058,
+  StreamNotFound: 10059,
+  WrongLastSequence: 10071,
+  /** nats-server ≥ 2.10 says this where 2.9 says ConsumerExists. */
+  ConsumerAlreadyExists: 10148,
+} as const;
+
+export type JsErrorCodeValue = (typeof JsErrorCode)[keyof typeof JsErrorCode];
+
+/** The JetStream API error code of `err` (nats.js NatsError or our publisher's), if it has one. */
+export function jsErrorCode(err: unknown): number | undefined {
+  if (err instanceof JetStreamPublishError) return err.errCode;
+  const apiError = (err as { api_error?: { err_code?: unknown } } | null)?.api_error;
+  return typeof apiError?.err_code === 'number' ? apiError.err_code : undefined;
+}
+
+/** True when `err` is a JetStream API error with one of `codes`. */
+export function isJsError(err: unknown, ...codes: JsErrorCodeValue[]): boolean {
+  const code = jsErrorCode(err);
+  return code !== undefined && (codes as number[]).includes(code);
+}
