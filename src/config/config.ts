@@ -1,12 +1,13 @@
 // Configuration: `readConfigFile` does the I/O, `parseConfig` is pure (defaults < file < environment
-// < flags), validated against the shipped JSON Schema with every problem reported at once.
+// < flags, merged by config-layers.ts), validated against the shipped JSON Schema with every
+// problem reported at once, then compiled (durations in ms, paths absolute).
 
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
-import { createRequire } from 'node:module';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import { parseHostEntry } from '../core/hosts.js';
+import { CONFIG_SCHEMA, envLayer, mergeLayers, sourceOf, type ConfigOrigin } from './config-layers.js';
 import { configValidator, type ConfigValidator } from './config-validator.js';
 import { parseDuration } from './duration.js';
 
@@ -113,39 +114,7 @@ export const DEFAULTS = {
 } satisfies RawConfig;
 
 export const DEFAULT_CONFIG_FILE = 'oci-build.config.yaml';
-export const ENV_PREFIX = 'OCI_BUILD_';
-
-const require = createRequire(import.meta.url);
-type JsonSchema = { type?: string; properties?: Record<string, JsonSchema>; $ref?: string; items?: JsonSchema; additionalProperties?: unknown };
-/** The shipped schema (schema/oci-build.config.schema.json), also used by editors. */
-export const CONFIG_SCHEMA = require('../../schema/oci-build.config.schema.json') as JsonSchema & { definitions: Record<string, JsonSchema> };
-
-export interface ConfigLeaf {
-  /** Dotted path, e.g. `nats.statusBucket`. */
-  path: string;
-  /** `OCI_BUILD_NATS_STATUS_BUCKET`. */
-  env: string;
-  type: 'string' | 'integer' | 'boolean' | 'array';
-}
-
-/** Every settable key with its environment variable, read from the schema (one source of truth). */
-export function configLeaves(schema: JsonSchema = CONFIG_SCHEMA, prefix = ''): ConfigLeaf[] {
-  const leaves: ConfigLeaf[] = [];
-  for (const [key, sub] of Object.entries(schema.properties ?? {})) {
-    const path = prefix ? `${prefix}.${key}` : key;
-    if (sub.type === 'object') {
-      if (sub.properties) leaves.push(...configLeaves(sub, path));
-      continue; // maps (build.projects) have no environment variable
-    }
-    const type = sub.$ref ? 'string' : (sub.type as ConfigLeaf['type']);
-    leaves.push({ path, env: envName(path), type });
-  }
-  return leaves;
-}
-
-export function envName(path: string): string {
-  return ENV_PREFIX + path.replace(/\./g, '_').replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
-}
+export { CONFIG_SCHEMA, ENV_PREFIX, configLeaves, envName, type ConfigLeaf } from './config-layers.js';
 
 export interface ConfigFile {
   path: string;
@@ -204,20 +173,17 @@ export async function loadConfig(sources: ConfigSources): Promise<Config> {
 /** Pure: merges defaults, file, environment and flags, validates, compiles. */
 export function parseConfig(sources: ConfigSources & { fileData?: unknown }): Config {
   const issues: ConfigIssue[] = [];
-  const origin = new Map<string, string>();
   const fileLabel = sources.file ? `file ${sources.file.path}` : 'file';
 
   if (sources.fileData !== undefined && (typeof sources.fileData !== 'object' || sources.fileData === null || Array.isArray(sources.fileData))) {
     throw new ConfigError('The config file must be a YAML mapping', [{ path: '(root)', message: 'expected key: value pairs', source: fileLabel }]);
   }
 
-  const layers: Array<[string, Record<string, unknown>]> = [
+  const { merged, origin } = mergeLayers([
     [fileLabel, (sources.fileData as Record<string, unknown>) ?? {}],
     ['environment', envLayer(sources.env ?? {}, issues)],
     ['flags', (sources.flags ?? {}) as Record<string, unknown>],
-  ];
-  const merged: Record<string, unknown> = {};
-  for (const [label, layer] of layers) deepMerge(merged, layer, '', label, origin);
+  ]);
 
   validate(merged, origin, issues);
   checkHostLists(merged, origin, issues);
@@ -229,68 +195,7 @@ export function parseConfig(sources: ConfigSources & { fileData?: unknown }): Co
   return compile(merged as RawConfig, sources);
 }
 
-function envLayer(env: Record<string, string | undefined>, issues: ConfigIssue[]): Record<string, unknown> {
-  const layer: Record<string, unknown> = {};
-  for (const leaf of configLeaves()) {
-    const value = env[leaf.env];
-    if (value === undefined || value === '') continue;
-    let parsed: unknown = value;
-    if (leaf.type === 'integer') {
-      parsed = /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : value;
-    } else if (leaf.type === 'boolean') {
-      const lower = value.trim().toLowerCase();
-      if (['true', '1', 'yes', 'on'].includes(lower)) parsed = true;
-      else if (['false', '0', 'no', 'off'].includes(lower)) parsed = false;
-      else {
-        issues.push({ path: leaf.path, message: `must be true or false, got ${JSON.stringify(value)}`, source: leaf.env });
-        continue;
-      }
-    } else if (leaf.type === 'array') {
-      parsed = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-    }
-    setPath(layer, leaf.path, parsed);
-  }
-  return layer;
-}
-
-function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
-  const keys = path.split('.');
-  let node = target;
-  for (const key of keys.slice(0, -1)) {
-    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
-    node = node[key] as Record<string, unknown>;
-  }
-  node[keys[keys.length - 1]!] = value;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function deepMerge(target: Record<string, unknown>, source: Record<string, unknown>, prefix: string, label: string, origin: Map<string, string>): void {
-  for (const [key, value] of Object.entries(source)) {
-    if (value === undefined) continue;
-    const path = prefix ? `${prefix}.${key}` : key;
-    if (isPlainObject(value) && (isPlainObject(target[key]) || target[key] === undefined)) {
-      if (target[key] === undefined) target[key] = {};
-      origin.set(path, label);
-      deepMerge(target[key] as Record<string, unknown>, value, path, label, origin);
-    } else {
-      target[key] = value;
-      origin.set(path, label);
-    }
-  }
-}
-
-function sourceOf(path: string, origin: Map<string, string>): string | undefined {
-  for (let p = path; p; p = p.includes('.') ? p.slice(0, p.lastIndexOf('.')) : '') {
-    const label = origin.get(p);
-    if (label) return label === 'environment' ? envName(path) : label;
-  }
-  return undefined;
-}
-
-function validate(data: Record<string, unknown>, origin: Map<string, string>, issues: ConfigIssue[]): void {
+function validate(data: Record<string, unknown>, origin: ConfigOrigin, issues: ConfigIssue[]): void {
   // Precompiled unless the schema changed since (config-validator.ts); `--version` and `--help`
   // never load this module at all.
   validator ??= configValidator(CONFIG_SCHEMA);
@@ -321,7 +226,7 @@ function validate(data: Record<string, unknown>, origin: Map<string, string>, is
 }
 
 /** Host lists must parse as `host` or `host:port` (core/hosts.ts), beyond what the schema says. */
-function checkHostLists(data: Record<string, unknown>, origin: Map<string, string>, issues: ConfigIssue[]): void {
+function checkHostLists(data: Record<string, unknown>, origin: ConfigOrigin, issues: ConfigIssue[]): void {
   for (const path of ['server.allowedHosts', 'git.tokenHosts']) {
     const [section, key] = path.split('.') as [string, string];
     const list = (data[section] as Record<string, unknown> | undefined)?.[key];
