@@ -112,15 +112,26 @@ describe('runCommand', () => {
     expect(await processesInGroup(pgid)).toEqual([]);
   });
 
-  test('grandchildren ignoring SIGTERM are killed after the grace period', async () => {
+  // The grace period is 300 ms; settling takes that plus the kill and the reaping of the orphans
+  // (PID 1 here reaps about every second): 5 s is generous on a loaded 2-core machine, and far
+  // below the 100 s the sleeps would run if SIGKILL never came. The test's own timeout ends it
+  // fast when the command never settles at all.
+  test('grandchildren ignoring SIGTERM are killed after the grace period', { timeout: 20_000 }, async () => {
+    const killGraceMs = 300;
     const sink = new MemorySink();
     const controller = new AbortController();
-    const running = runCommand('sh', ['-c', 'echo $$; trap "" TERM; sleep 100 & sleep 100'], { log: sink, signal: controller.signal, killGraceMs: 300 });
+    const running = runCommand('sh', ['-c', 'echo $$; trap "" TERM; sleep 100 & sleep 100'], { log: sink, signal: controller.signal, killGraceMs });
     const pgid = await firstLine(sink);
     await expect.poll(async () => (await processesInGroup(pgid)).filter((p) => p.split(' ')[3] === 'sleep').length).toBe(2);
+    const aborted = performance.now();
     controller.abort();
     await expect(running).rejects.toBeInstanceOf(CancelledError);
+    const settledMs = performance.now() - aborted;
+    // Not before the grace period: SIGTERM alone cannot end these.
+    expect(settledMs).toBeGreaterThanOrEqual(killGraceMs - 20);
+    expect(settledMs).toBeLessThan(killGraceMs + 5_000);
     expect(groupAlive(pgid)).toBe(false);
+    expect(await processesInGroup(pgid)).toEqual([]);
   });
 
   test('a timeout (abort with a BuildTimeoutError reason) rejects with that reason and leaves nothing behind', async () => {
