@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { RecordWriter, runPipeline } from '../../src/core/pipeline.js';
 import { CommandFailedError, ServiceUnavailableError } from '../../src/core/errors.js';
 import type { BuildJob } from '../../src/core/types.js';
-import type { PipelineDeps } from '../../src/core/ports.js';
+import type { CodeBuilder, PipelineDeps } from '../../src/core/ports.js';
 import { COMMIT, FakeImageBuilder, MemoryBuildStore, MemoryLogStore, RecordingReporter, fakeBuilder, fakeDetector, fakeSource } from '../helpers/fakes.js';
 
 function job(overrides: Partial<BuildJob> = {}): BuildJob {
@@ -24,6 +24,33 @@ function deps(overrides: Partial<PipelineDeps> = {}) {
   const source = fakeSource();
   const all: PipelineDeps = { source, detector: fakeDetector(), builder: fakeBuilder(), images, store, logs, reporter, ...overrides };
   return { all, store, logs, reporter, images, source };
+}
+
+/**
+ * A builder that runs until its signal aborts, then fails as a killed compiler does (exit 143);
+ * it records when and why it was aborted. Not aborted, it fails by itself after `unabortedMs`.
+ */
+function abortableBuilder(unabortedMs: number): CodeBuilder & { abortReasons: unknown[]; abortedAfterMs: number[] } {
+  const abortReasons: unknown[] = [];
+  const abortedAfterMs: number[] = [];
+  return {
+    abortReasons,
+    abortedAfterMs,
+    build: (_workspace, ctx) =>
+      new Promise((_resolve, reject) => {
+        const started = performance.now();
+        const killed = () => reject(new CommandFailedError('killed', 'go build', 143));
+        const timer = setTimeout(killed, unabortedMs);
+        const onAbort = () => {
+          clearTimeout(timer);
+          abortReasons.push(ctx.signal.reason);
+          abortedAfterMs.push(performance.now() - started);
+          killed();
+        };
+        if (ctx.signal.aborted) onAbort();
+        else ctx.signal.addEventListener('abort', onAbort, { once: true });
+      }),
+  };
 }
 
 describe('runPipeline', () => {
@@ -89,21 +116,34 @@ describe('runPipeline', () => {
   });
 
   it('a timeout fails the build with E_TIMEOUT and cancellation ends it cancelled', async () => {
-    const slow = fakeBuilder(
-      () =>
-        new Promise((_resolve, reject) => {
-          setTimeout(() => reject(new CommandFailedError('killed', 'go build', 143)), 200);
-        }),
-    );
-    const timedOut = await runPipeline(job(), deps({ builder: slow }).all, { timeoutMs: 50 });
-    expect(timedOut.record.status).toBe('failed');
-    expect(timedOut.record.error?.code).toBe('E_TIMEOUT');
+    const timeoutMs = 100;
+    // Well past the timeout and the bound below: a pipeline that never aborts the builder ends
+    // only when this does, and fails the bound.
+    const unabortedMs = 10_000;
+    // Timing margin for a loaded 2-core machine; the pipeline's own work with fakes is microseconds.
+    const marginMs = 2_000;
 
+    const timedOutBuilder = abortableBuilder(unabortedMs);
+    const startedAt = performance.now();
+    const timedOut = await runPipeline(job(), deps({ builder: timedOutBuilder }).all, { timeoutMs });
+    const elapsedMs = performance.now() - startedAt;
+    expect(timedOut.record.status).toBe('failed');
+    expect(timedOut.record.error).toMatchObject({ phase: 'build', code: 'E_TIMEOUT' });
+    // The builder itself was told: its signal aborted, with the timeout as the reason.
+    expect(timedOutBuilder.abortReasons).toHaveLength(1);
+    expect(timedOutBuilder.abortReasons[0]).toMatchObject({ code: 'E_TIMEOUT' });
+    expect(timedOutBuilder.abortedAfterMs[0]).toBeGreaterThanOrEqual(timeoutMs - 20);
+    expect(elapsedMs).toBeLessThan(timeoutMs + marginMs);
+
+    const cancelledBuilder = abortableBuilder(unabortedMs);
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 20);
-    const cancelled = await runPipeline(job(), deps({ builder: slow }).all, { signal: controller.signal });
+    const cancelStarted = performance.now();
+    const cancelled = await runPipeline(job(), deps({ builder: cancelledBuilder }).all, { signal: controller.signal });
     expect(cancelled.record.status).toBe('cancelled');
     expect(cancelled.record.error?.code).toBe('E_CANCELLED');
+    expect(cancelledBuilder.abortReasons).toHaveLength(1);
+    expect(performance.now() - cancelStarted).toBeLessThan(20 + marginMs);
   });
 
   it('names the image after the directory built when the source says so (a subdirectory)', async () => {
