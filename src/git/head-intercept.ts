@@ -2,39 +2,17 @@
 // repository that only has `develop`: a default branch renamed, a first push to another branch)
 // advertises no HEAD at all. isomorphic-git's fetch cannot do without one: it resolves HEAD before
 // it asks for anything and again afterwards to name the default branch, and fails with "Could not
-// find HEAD." — so not even `--ref develop` could be fetched. This wrapper notices the missing HEAD
+// find HEAD." — so not even `--ref develop` could be fetched. That is isomorphic-git issue #1654
+// (github.com/isomorphic-git/isomorphic-git/issues/1654, open since 2022: Gogs leaves HEAD out the
+// same way, and fetch resolves HEAD "regardless of whether ref is explicitly specified"); until it
+// is fixed there, every fetch of such a remote failed with a misleading "did not answer as a Git
+// smart-HTTP server" (test/integration/git-remote-head.test.ts builds one). This wrapper notices the missing HEAD
 // in the ref advertisement and adds a stand-in pointing at a commit that is fetched anyway (an
 // advertised branch), so the fetch of every branch and tag goes through. The caller is told, and
 // must not believe the default branch isomorphic-git then derives from the stand-in.
 
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from 'isomorphic-git';
-import { pktLine } from './pack-intercept.js';
-
-interface PktLine {
-  /** The payload, or undefined for a flush/delimiter packet (length < 4). */
-  payload?: Buffer;
-  raw: Buffer;
-}
-
-/** The pkt-lines of a whole response, or undefined when it is not made of pkt-lines. */
-function splitPktLines(data: Buffer): PktLine[] | undefined {
-  const lines: PktLine[] = [];
-  let pos = 0;
-  while (pos < data.length) {
-    if (data.length - pos < 4) return undefined;
-    const length = Number.parseInt(data.toString('latin1', pos, pos + 4), 16);
-    if (Number.isNaN(length)) return undefined;
-    if (length < 4) {
-      lines.push({ raw: data.subarray(pos, pos + 4) });
-      pos += 4;
-      continue;
-    }
-    if (data.length - pos < length) return undefined;
-    lines.push({ payload: data.subarray(pos + 4, pos + length), raw: data.subarray(pos, pos + length) });
-    pos += length;
-  }
-  return lines;
-}
+import { pktLine, readPktLines } from './pkt-line.js';
 
 /**
  * A protocol v0/v1 upload-pack advertisement with a HEAD added when it has refs but no HEAD;
@@ -42,8 +20,10 @@ function splitPktLines(data: Buffer): PktLine[] | undefined {
  * does not understand, which is left for isomorphic-git to report).
  */
 export function withStandInHead(advertisement: Buffer): Buffer | undefined {
-  const lines = splitPktLines(advertisement);
-  if (!lines) return undefined;
+  // Read whole before it is looked at (see supplyMissingHead): a packet cut short is not pkt-lines.
+  const read = readPktLines(advertisement);
+  if (!read || read.rest !== advertisement.length) return undefined;
+  const lines = read.lines;
   // Refs start at the first data line that is not the `# service=…` announcement.
   const first = lines.findIndex((line) => line.payload !== undefined && !line.payload.toString('utf8').startsWith('# '));
   if (first < 0) return undefined;

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import git from './isomorphic-git.js';
 import { InputError } from '../core/errors.js';
-import { PackReader } from './pack-index.js';
+import { PackReader } from './pack-reader.js';
 
 export interface ObjectSource {
   gitdir: string;
