@@ -125,11 +125,19 @@ describe('git source: credentials', () => {
 
   it('reports a repository that does not exist as not found, without retrying', async () => {
     const url = server.url('acme/missing', { auth: `u:${TOKEN}` });
+    const started = server.requests.length;
     const error = await createSourceProvider({ workDir: join(tmp.path, 'wd-missing'), git: { ...GIT, retries: 3 } })
       .checkout(job(url, 'missing').source, job(url, 'missing'), context())
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(GitRefNotFoundError);
     expect((error as Error).message).not.toContain(TOKEN);
+    // With 3 retries allowed, the server still sees one discovery: without credentials (401), then
+    // with them (404), and nothing after the 404.
+    const seen = server.requests.slice(started).map((r) => `${r.status} ${r.authorization ? 'auth' : 'anonymous'} ${r.method} ${r.path}`);
+    expect(seen).toEqual([
+      '401 anonymous GET /acme/missing.git/info/refs?service=git-upload-pack',
+      '404 auth GET /acme/missing.git/info/refs?service=git-upload-pack',
+    ]);
   });
 });
 
