@@ -1,6 +1,9 @@
-// `oci-build serve`: the webhook receiver and status API, until SIGINT/SIGTERM.
+// `oci-build serve`: the webhook receiver and status API, until SIGINT/SIGTERM. The first signal
+// (or io.signal) closes gracefully (serve drains: requests in progress are answered); a second one
+// is left to Node's default, which ends the process at once.
 
 import { ExitCode, type ExitCodeValue } from '../../core/errors.js';
+import { onShutdownSignals } from '../../exec/shutdown-signals.js';
 import type { CliIO } from '../io.js';
 import { loadCliConfig } from '../load-config.js';
 
@@ -16,17 +19,22 @@ export async function serveCommand(options: { config?: string; host?: string; po
   const logger = createLogger({ name: 'oci-build-serve' });
   const server = await startServer({ config, logger });
 
+  let removeSignalHandlers: (() => void) | undefined;
   await new Promise<void>((resolveStop) => {
+    let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
       logger.info({ signal }, 'shutting down');
-      process.removeListener('SIGINT', stop);
-      process.removeListener('SIGTERM', stop);
       resolveStop();
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    removeSignalHandlers = onShutdownSignals({ graceful: stop });
     io.signal?.addEventListener('abort', () => stop('SIGTERM'), { once: true });
   });
-  await server.close();
+  try {
+    await server.close();
+  } finally {
+    removeSignalHandlers?.();
+  }
   return ExitCode.Success;
 }
