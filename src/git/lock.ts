@@ -6,7 +6,7 @@
 import { mkdir, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
-import { CancelledError } from '../core/errors.js';
+import { abortError, sleep } from '../core/retry.js';
 
 export interface LockOptions {
   signal?: AbortSignal;
@@ -77,14 +77,14 @@ async function acquireFileLock(lockPath: string, options: LockOptions): Promise<
   let waited = false;
   await mkdir(dirname(lockPath), { recursive: true });
   for (;;) {
-    if (options.signal?.aborted) throw new CancelledError(`Cancelled while waiting for the lock ${lockPath}`);
+    if (options.signal?.aborted) throw abortError(options.signal, `Waiting for the lock ${lockPath}`);
     const attempt = await tryAcquireFileLock(lockPath, staleMs);
     if ('release' in attempt) return attempt.release;
     if (!waited) {
       waited = true;
       options.onWait?.(attempt.holder);
     }
-    await sleep(delay + Math.random() * delay, options.signal);
+    await sleep(delay + Math.random() * delay, options.signal, { onAbort: 'reject' });
     delay = Math.min(delay * 2, 500);
   }
 }
@@ -152,20 +152,4 @@ export function processAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-/** Waits `ms`, or rejects with CancelledError when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new CancelledError('Cancelled'));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new CancelledError('Cancelled'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { AuthCallback, HttpClient } from 'isomorphic-git';
 import git from './isomorphic-git.js';
 import type { Clock } from '../core/ports.js';
+import { writeFileAtomic } from '../fs/atomic-write.js';
 import { supplyMissingHead } from './head-intercept.js';
 import { indexAndStorePack } from './pack-indexer.js';
 import { PackReader } from './pack-reader.js';
@@ -61,25 +62,17 @@ export const FULL_DEPTH = 2147483647;
 /** The fetch ended without the objects its refs name: a cut connection (retried as such). */
 export class IncompleteFetchError extends Error {}
 
-let tmpCounter = 0;
-
 /**
- * node:fs for isomorphic-git with atomic file writes (temp file + rename): a build materialising
+ * node:fs for isomorphic-git with atomic file writes (fs/atomic-write.ts): a build materialising
  * a worktree while another fetches into the mirror never reads a half-written pack index or ref,
- * and a fetch killed half-way leaves no torn file behind.
+ * and a fetch killed half-way (or a crash) leaves no torn file behind.
  */
 const atomicFs = {
   promises: {
     ...fs.promises,
     async writeFile(path: string, data: string | Uint8Array, options?: fs.WriteFileOptions) {
-      const tmp = `${path}.tmp-${process.pid}-${++tmpCounter}`;
-      try {
-        await fs.promises.writeFile(tmp, data, options);
-        await fs.promises.rename(tmp, path);
-      } catch (err) {
-        await fs.promises.rm(tmp, { force: true });
-        throw err;
-      }
+      const mode = typeof options === 'object' && options !== null && typeof options.mode === 'number' ? options.mode : undefined;
+      await writeFileAtomic(path, data, mode !== undefined ? { mode } : {});
     },
   },
 };
@@ -198,10 +191,8 @@ export class Mirror {
       ...(empty ? { empty: true } : {}),
       ...(headMissing ? { headMissing: true } : {}),
     };
-    // Written last and atomically: its presence means "a fetch completed".
-    const tmp = join(this.gitdir, `${MIRROR_STATE_FILE}.${process.pid}.tmp`);
-    await fs.promises.writeFile(tmp, JSON.stringify(state, null, 2));
-    await fs.promises.rename(tmp, join(this.gitdir, MIRROR_STATE_FILE));
+    // Written last, atomically and durably: its presence means "a fetch completed".
+    await writeFileAtomic(join(this.gitdir, MIRROR_STATE_FILE), JSON.stringify(state, null, 2), { syncDir: true });
     return { ...(defaultBranch ? { defaultBranch } : {}), empty, pack: received };
   }
 

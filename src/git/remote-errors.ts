@@ -1,8 +1,10 @@
 // What a failed fetch means: worth retrying (the network, a 5xx), or final (credentials, a
 // repository or ref that does not exist, something that is not a Git server).
 
-import { setTimeout as delay } from 'node:timers/promises';
-import { CancelledError, isOciBuildError } from '../core/errors.js';
+import { isOciBuildError } from '../core/errors.js';
+import { retry, type BackoffPolicy } from '../core/retry.js';
+import { IncompleteFetchError } from './mirror.js';
+import { PackFormatError } from './pack-objects.js';
 
 export type RemoteFailureKind = 'transient' | 'auth' | 'not-found' | 'protocol';
 
@@ -45,10 +47,13 @@ export function classifyRemoteError(err: unknown, mask: (text: string) => string
   }
   const code = networkCode(err);
   if (code !== undefined) return { kind: 'transient', message: code === message ? code : `${code}: ${message.replace(`${code} `, '')}` };
-  // A connection cut in the middle of a pack surfaces as a parse error of the truncated stream.
-  if (/socket hang up|premature close|aborted|EmptyServerResponse|unexpected end|Unexpected end/i.test(message) || e?.code === 'EmptyServerResponseError') {
+  // A connection cut in the middle of a pack surfaces as a pack that does not parse (truncated or
+  // damaged in transit), or as refs naming objects that never arrived: by kind, whatever the text.
+  if (err instanceof PackFormatError || err instanceof IncompleteFetchError || e?.code === 'EmptyServerResponseError') {
     return { kind: 'transient', message };
   }
+  // Node's HTTP client can end a request with a bare Error that has no code, only this text.
+  if (/socket hang up|premature close|aborted/i.test(message)) return { kind: 'transient', message };
   return { kind: 'protocol', message };
 }
 
@@ -68,6 +73,7 @@ function oneLine(text: string): string {
   return text.split('\n').find((line) => line.trim().length > 0)?.trim() ?? text;
 }
 
+/** The `git` section's retry settings (config.ts): how often and how long a fetch is retried. */
 export interface RetryPolicy {
   /** Retries after the first attempt. */
   retries: number;
@@ -78,47 +84,37 @@ export interface RetryPolicy {
 }
 
 /**
- * The delay before retry number `attempt` (0-based): exponential, capped, with "equal jitter"
- * (half fixed, half random) so a fleet of workers does not hammer a recovering server in step.
+ * The backoff of a fetch: exponential from retryDelayMs, capped at retryMaxDelayMs, with "equal
+ * jitter" (half fixed, half random) so a fleet of workers does not hammer a recovering server in step.
  */
-export function backoffDelay(attempt: number, policy: RetryPolicy): number {
-  const exponential = Math.min(policy.retryMaxDelayMs, policy.retryDelayMs * 2 ** attempt);
-  const random = (policy.random ?? Math.random)();
-  return Math.round(exponential / 2 + (exponential / 2) * random);
+export function fetchBackoff(policy: RetryPolicy): BackoffPolicy {
+  return { baseMs: policy.retryDelayMs, maxMs: policy.retryMaxDelayMs, jitter: 0.5, ...(policy.random ? { random: policy.random } : {}) };
 }
 
 /**
  * Runs `attempt` until it succeeds, fails with a non-transient error, or the retries run out;
- * the last RemoteFailure is thrown as `{ failure, error }`.
+ * the last RemoteFailure is thrown as `{ failure, error }`. Our own typed errors pass through.
  */
-export async function retryTransient<T>(
+export function retryTransient<T>(
   attempt: (n: number) => Promise<T>,
   policy: RetryPolicy,
   options: { signal?: AbortSignal; mask: (text: string) => string; onRetry?: (failure: RemoteFailure, delayMs: number, attempt: number) => void },
 ): Promise<T> {
-  for (let n = 0; ; n++) {
+  const classified = async (n: number) => {
     try {
       return await attempt(n);
     } catch (err) {
       if (isOciBuildError(err)) throw err;
-      if (options.signal?.aborted) throw cancellation(options.signal);
-      const failure = classifyRemoteError(err, options.mask);
-      if (failure.kind !== 'transient' || n >= policy.retries) throw new RemoteFetchFailure(failure, err);
-      const wait = backoffDelay(n, policy);
-      options.onRetry?.(failure, wait, n + 1);
-      try {
-        await delay(wait, undefined, options.signal ? { signal: options.signal } : undefined);
-      } catch {
-        throw cancellation(options.signal);
-      }
+      throw new RemoteFetchFailure(classifyRemoteError(err, options.mask), err);
     }
-  }
-}
-
-/** The pipeline aborts with a typed reason (a timeout); anything else is a cancellation. */
-function cancellation(signal: AbortSignal | undefined): Error {
-  const reason: unknown = signal?.reason;
-  return isOciBuildError(reason) ? reason : new CancelledError('The fetch was cancelled');
+  };
+  return retry(classified, {
+    policy: fetchBackoff(policy),
+    retries: policy.retries,
+    retryable: (err): err is RemoteFetchFailure => err instanceof RemoteFetchFailure && err.failure.kind === 'transient',
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onRetry ? { onRetry: (err: RemoteFetchFailure, delayMs: number, n: number) => options.onRetry!(err.failure, delayMs, n) } : {}),
+  });
 }
 
 /** A fetch that failed for good: carries the classification. Never leaves src/git. */

@@ -4,9 +4,13 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { BuildTimeoutError } from '../../src/core/errors.js';
 import { withLock } from '../../src/git/lock.js';
 import { secretMasker } from '../../src/core/secrets.js';
-import { backoffDelay, classifyRemoteError, retryTransient, RemoteFetchFailure } from '../../src/git/remote-errors.js';
+import { backoffDelay } from '../../src/core/retry.js';
+import { IncompleteFetchError } from '../../src/git/mirror.js';
+import { PackFormatError } from '../../src/git/pack-objects.js';
+import { classifyRemoteError, fetchBackoff, retryTransient, RemoteFetchFailure } from '../../src/git/remote-errors.js';
 import { tempDir } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/ports.js';
 
@@ -28,6 +32,15 @@ describe('classifyRemoteError', () => {
     expect(classifyRemoteError(Object.assign(new Error('fetch failed'), { cause: netError('EAI_AGAIN') }), identity).kind).toBe('transient');
   });
 
+  it('tells a pack cut or damaged in transit by its class, not by its message', () => {
+    // Whatever the text: a pack that does not parse, or refs naming objects that never came.
+    expect(classifyRemoteError(new PackFormatError('delta opcode 0 is reserved'), identity).kind).toBe('transient');
+    expect(classifyRemoteError(new PackFormatError('unexpected end of pack data'), identity).kind).toBe('transient');
+    expect(classifyRemoteError(new IncompleteFetchError('refs/remotes/origin/main names an object that did not arrive'), identity).kind).toBe('transient');
+    // The same words in some other error decide nothing.
+    expect(classifyRemoteError(new Error('unexpected end of pack data'), identity).kind).toBe('protocol');
+  });
+
   it('masks secrets in the message', () => {
     const mask = secretMasker(['s3cret']);
     expect(classifyRemoteError(new Error('bad s3cret here'), mask).message).toBe('bad *** here');
@@ -38,8 +51,8 @@ describe('classifyRemoteError', () => {
 describe('backoff', () => {
   const policy = { retries: 5, retryDelayMs: 100, retryMaxDelayMs: 1000 };
   it('grows exponentially, is capped, and is jittered between half and all of the step', () => {
-    expect([0, 1, 2, 3, 4, 5].map((n) => backoffDelay(n, { ...policy, random: () => 0 }))).toEqual([50, 100, 200, 400, 500, 500]);
-    expect([0, 1, 2, 3, 4, 5].map((n) => backoffDelay(n, { ...policy, random: () => 0.999999 }))).toEqual([100, 200, 400, 800, 1000, 1000]);
+    expect([0, 1, 2, 3, 4, 5].map((n) => backoffDelay(n, fetchBackoff({ ...policy, random: () => 0 })))).toEqual([50, 100, 200, 400, 500, 500]);
+    expect([0, 1, 2, 3, 4, 5].map((n) => backoffDelay(n, fetchBackoff({ ...policy, random: () => 0.999999 })))).toEqual([100, 200, 400, 800, 1000, 1000]);
   });
 
   it('retries transient errors only, up to the configured count', async () => {
@@ -120,6 +133,25 @@ describe('withLock', () => {
     // a failure releases it too
     await expect(withLock(lock, async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     expect(existsSync(lock)).toBe(false);
+    await dir.cleanup();
+  });
+
+  it('stops waiting for a held lock when the build is cancelled, with the reason it was cancelled for', async () => {
+    const dir = await tempDir();
+    const lock = join(dir.path, 'held.lock');
+    const { hostname } = await import('node:os');
+    // held by a live process (this one, as far as the lock file says)
+    await writeFile(lock, JSON.stringify({ host: hostname(), pid: process.pid }));
+    const cancelled = new AbortController();
+    setTimeout(() => cancelled.abort(), 50);
+    const started = Date.now();
+    await expect(withLock(lock, async () => 'ran', { signal: cancelled.signal })).rejects.toMatchObject({ code: 'E_CANCELLED' });
+    expect(Date.now() - started).toBeLessThan(2000);
+    const timedOut = new AbortController();
+    const reason = new BuildTimeoutError('The build timed out after 1s');
+    setTimeout(() => timedOut.abort(reason), 50);
+    await expect(withLock(lock, async () => 'ran', { signal: timedOut.signal })).rejects.toBe(reason);
+    expect(existsSync(lock)).toBe(true);
     await dir.cleanup();
   });
 
