@@ -3,7 +3,7 @@
 // replica answers the same.
 
 import { DeliverPolicy, type KvEntry } from 'nats';
-import { matchesBuildFilter, newestFirst } from '../core/build-list.js';
+import { checkedListLimit, matchesBuildFilter, newestFirst } from '../core/build-list.js';
 import type { BuildListFilter, BuildStore } from '../core/ports.js';
 import { isFinalStatus, type BuildRecord } from '../core/types.js';
 import { buildKey } from './job-queue.js';
@@ -81,9 +81,8 @@ export class KvBuildStore implements BuildStore {
    * the writer and the NATS server), nothing outside can be newer.
    */
   async list(filter: BuildListFilter = {}): Promise<BuildRecord[]> {
-    const limit = filter.limit !== undefined && filter.limit >= 0 ? filter.limit : undefined;
+    const limit = checkedListLimit(filter);
     const matching = (records: BuildRecord[]) => records.filter((record) => matchesBuildFilter(record, filter)).sort(newestFirst);
-    if (limit === 0) return [];
     if (limit !== undefined) {
       for (const windowMs of this.listOptions.windowsMs) {
         const since = Date.now() - windowMs;

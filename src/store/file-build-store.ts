@@ -3,26 +3,22 @@
 // crash mid-write, never sees half a record.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isBuildId } from '../core/build-id.js';
 import { InputError, OciBuildError } from '../core/errors.js';
-import { matchesBuildFilter, newestFirst } from '../core/build-list.js';
+import { matchesBuildFilter, newestFirst, checkedListLimit } from '../core/build-list.js';
 import type { BuildListFilter, BuildStore } from '../core/ports.js';
 import type { BuildRecord } from '../core/types.js';
+import { writeFileAtomic } from '../fs/atomic-write.js';
 
 /**
- * Ids become file names: a letter or digit, then letters, digits, `.`, `_`, `-`; at most 128.
- * No separator and no leading dot, so no id can name a path outside the store or a hidden file.
+ * Throws InputError for an id that cannot be a file name in the store (`../x`, `a/b`, empty). Ids
+ * become file names: the build-id grammar (core/build-id.ts) has no separator and no leading dot,
+ * so no id can name a path outside the store or a hidden file.
  */
-const BUILD_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-export function isValidBuildId(id: string): boolean {
-  return BUILD_ID.test(id);
-}
-
-/** Throws InputError for an id that cannot be a file name in the store (`../x`, `a/b`, empty). */
 export function assertValidBuildId(id: string): void {
-  if (typeof id !== 'string' || !BUILD_ID.test(id)) {
+  if (!isBuildId(id)) {
     throw new InputError(`Invalid build id ${JSON.stringify(id)}`, {
       hint: 'A build id has letters, digits, ".", "_" and "-" only, e.g. 20261129-080102-ab12cd; `oci-build status` lists them.',
     });
@@ -55,23 +51,13 @@ export class FileBuildStore implements BuildStore {
   async put(record: BuildRecord): Promise<void> {
     const target = this.pathOf(record.id);
     await mkdir(this.dir, { recursive: true });
-    // A dot-prefixed name that list() skips; unique per write so concurrent puts never share one.
-    const temp = join(this.dir, `.${record.id}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     try {
-      const handle = await open(temp, 'wx', 0o644);
-      try {
-        await handle.writeFile(`${JSON.stringify(record, null, 2)}\n`, 'utf8');
-        // Without fsync a crash after the rename can leave an empty file under the final name.
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, target);
+      // The temp file is dot-prefixed (list() skips it) and unique per write, so concurrent puts
+      // never share one; the directory is fsynced so the rename survives a crash.
+      await writeFileAtomic(target, `${JSON.stringify(record, null, 2)}\n`, { syncDir: true });
     } catch (err) {
-      await rm(temp, { force: true }).catch(() => undefined);
       throw storeError(`Could not write the build record ${target}`, err);
     }
-    await syncDirectory(this.dir);
   }
 
   async get(id: string): Promise<BuildRecord | undefined> {
@@ -95,9 +81,7 @@ export class FileBuildStore implements BuildStore {
 
   /** Newest first by createdAt, then filtered (repository full name, branch, status), then cut at limit. */
   async list(filter: BuildListFilter = {}): Promise<BuildRecord[]> {
-    if (filter.limit !== undefined && (!Number.isInteger(filter.limit) || filter.limit < 1)) {
-      throw new InputError(`Invalid limit ${filter.limit}: expected a positive whole number`);
-    }
+    const limit = checkedListLimit(filter);
     let names: string[];
     try {
       names = await readdir(this.dir);
@@ -105,14 +89,13 @@ export class FileBuildStore implements BuildStore {
       if (isNotFound(err)) return [];
       throw storeError(`Could not list the build records in ${this.dir}`, err);
     }
-    const ids = names.filter((n) => n.endsWith(RECORD_SUFFIX)).map((n) => n.slice(0, -RECORD_SUFFIX.length)).filter(isValidBuildId);
+    const ids = names.filter((n) => n.endsWith(RECORD_SUFFIX)).map((n) => n.slice(0, -RECORD_SUFFIX.length)).filter(isBuildId);
     const records: BuildRecord[] = [];
     for (let i = 0; i < ids.length; i += READ_BATCH) {
       const batch = await Promise.all(ids.slice(i, i + READ_BATCH).map((id) => this.readForList(id)));
       for (const record of batch) if (record && matchesBuildFilter(record, filter)) records.push(record);
     }
-    records.sort(newestFirst);
-    return filter.limit !== undefined ? records.slice(0, filter.limit) : records;
+    return records.sort(newestFirst).slice(0, limit);
   }
 
   /** One record for a listing: a file removed or damaged meanwhile is left out, not fatal. */
@@ -140,20 +123,6 @@ function looksLikeRecord(value: unknown): value is BuildRecord {
     Array.isArray(r.phases) &&
     Array.isArray(r.images)
   );
-}
-
-/** Makes the rename itself durable. Some filesystems refuse fsync on a directory: that is fine. */
-async function syncDirectory(dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // best effort: the record is written; only its durability across a power cut is weaker
-  }
 }
 
 function isNotFound(err: unknown): boolean {

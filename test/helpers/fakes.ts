@@ -13,7 +13,7 @@ import type {
   SourceProvider,
 } from '../../src/core/ports.js';
 import type { BuildRecord, PhaseMetric, ProjectBuildOutcome, Workspace } from '../../src/core/types.js';
-import { matchesBuildFilter, newestFirst } from '../../src/core/build-list.js';
+import { checkedListLimit, matchesBuildFilter, newestFirst } from '../../src/core/build-list.js';
 
 export class MemoryBuildStore implements BuildStore {
   readonly records = new Map<string, BuildRecord>();
@@ -24,13 +24,16 @@ export class MemoryBuildStore implements BuildStore {
     this.history.push(copy);
   }
   async get(id: string) {
-    return this.records.get(id);
+    const record = this.records.get(id);
+    return record && structuredClone(record);
   }
   async list(filter: BuildListFilter = {}) {
+    const limit = checkedListLimit(filter);
     return [...this.records.values()]
       .filter((r) => matchesBuildFilter(r, filter))
       .sort(newestFirst)
-      .slice(0, filter.limit ?? 20);
+      .slice(0, limit)
+      .map((r) => structuredClone(r));
   }
 }
 
