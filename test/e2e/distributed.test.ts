@@ -31,6 +31,22 @@ let env: Record<string, string>;
 const daemons: ChildProcess[] = [];
 const repos: FixtureRepo[] = [];
 let javaRepo: FixtureRepo;
+let worker: ChildProcess;
+
+/** The worker's JSON log lines so far (other output left out). */
+function workerLogLines(): Array<Record<string, unknown>> {
+  return (worker as ChildProcess & { output: () => string })
+    .output()
+    .split('\n')
+    .flatMap((line) => {
+      if (!line.startsWith('{')) return [];
+      try {
+        return [JSON.parse(line) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+}
 
 function startDaemon(args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -116,7 +132,7 @@ beforeAll(async () => {
     OCI_BUILD_WORKER_NAME: 'e2e-worker',
   };
   startDaemon(['serve']);
-  startDaemon(['worker']);
+  worker = startDaemon(['worker']);
   await waitFor(async () => (await fetch(`${serveUrl}/health`)).ok, { timeoutMs: 30_000, what: 'serve to answer /health' });
 });
 
@@ -229,6 +245,20 @@ describe('webhook → worker → registry', () => {
     expect(record.error).toMatchObject({ phase: 'build' });
     expect(record.error?.message).toMatch(/undefined: /);
     expect(record.images).toEqual([]);
+
+    // Once: one delivery built it. A retry would leave a delivery note in the record
+    // ("delivery 1 of 5 failed on …; retrying"), `==> delivery` lines and a second source phase in
+    // the log, and a second "job started" line in the worker's own log.
+    expect((record.warnings ?? []).filter((w) => /^delivery \d+ of \d+/.test(w))).toEqual([]);
+    const log = await (await fetch(`${serveUrl}/builds/${id}/logs`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    expect(log.match(/^==> source$/gm)).toHaveLength(1);
+    expect(log.match(/^==> build\b/gm)).toHaveLength(1);
+    expect(log).not.toMatch(/^==> delivery /m);
+    // The worker's lines reach its stdout in blocks at most 250 ms apart: wait for the settlement's.
+    const jobLines = () => workerLogLines().filter((line) => line.jobId === id);
+    await waitFor(() => jobLines().some((line) => line.msg === 'job finished'), { timeoutMs: 10_000, what: `the worker to log the end of ${id}` });
+    expect(jobLines().filter((line) => line.msg === 'job started')).toHaveLength(1);
+    expect(jobLines().filter((line) => line.msg === 'job finished')).toHaveLength(1);
   });
 
   it('a repository without a Dockerfile ends failed in the image phase, naming the paths', async () => {
