@@ -2,7 +2,7 @@
 //   INITIALIZED  routes built, nothing listening.
 //   RUNNING      listening; the status watch feeds the metrics; unsettled records are retried.
 //   DRAINING     close(): no new connections, log streams ended, requests in progress answered
-//                (idle keep-alive sockets closed at once, every socket after CLOSE_GRACE_MS).
+//                (keep-alive sockets closed once idle, every socket after CLOSE_GRACE_MS).
 //   STOPPED      the settle loop ended, the intake serve opened closed; close() resolves.
 // A listen that fails goes from INITIALIZED straight to STOPPED (start() throws). Each change is
 // logged as `serve <state>` with `from` and `to`, as the worker logs its own.
@@ -137,6 +137,8 @@ export class ServeApp {
     const log: RequestLog = { route: 'not_found', fields: {} };
     const path = pathOf(req.url);
     res.once('close', () => {
+      // Draining: the keep-alive socket of an answered request would hold close() for the grace.
+      if (this._state === 'DRAINING') setImmediate(() => this.server.closeIdleConnections());
       const durationMs = Math.round((performance.now() - started) * 100) / 100;
       if (!res.writableFinished) {
         log.onAbort?.();

@@ -1,13 +1,20 @@
 // An in-memory JobIntake for the server's unit tests: records in a Map, published jobs in an array
-// deduplicated by message id like JetStream, and switches to make NATS "fail" at each step.
+// deduplicated by message id like JetStream, and switches to make NATS "fail" at each step. It
+// keeps the promises of QueueIntake, no more (the intake contract suite runs both): the listing's
+// filter and order are the stores' own (core/build-list.ts), and the queue depth counts the jobs
+// published and not yet consumed by a worker.
 
+import { matchesBuildFilter, newestFirst } from '../../src/core/build-list.js';
 import type { BuildListFilter } from '../../src/core/ports.js';
 import type { BuildJob, BuildRecord } from '../../src/core/types.js';
 import { NOT_ACCEPTED, type IntakeHealth, type JobIntake, type RecordChange } from '../../src/server/job-intake.js';
 
 export class FakeIntake implements JobIntake {
   readonly records = new Map<string, BuildRecord>();
+  /** Every job stored in the "stream", in order. */
   readonly published: BuildJob[] = [];
+  /** Those no worker has taken yet (consume() takes one). */
+  readonly waiting: BuildJob[] = [];
   readonly logs = new Map<string, string[]>();
   /** Push claims: pushClaimKey → the job id holding it. */
   readonly claims = new Map<string, string>();
@@ -22,7 +29,6 @@ export class FakeIntake implements JobIntake {
   failPublish = false;
   failDiscard = false;
   failClaim = false;
-  depth = 0;
   /** Resolves a log follower's wait: push lines, then end(). */
   private readonly followers = new Map<string, Array<() => void>>();
   private readonly ended = new Set<string>();
@@ -36,7 +42,7 @@ export class FakeIntake implements JobIntake {
     return this.health();
   }
 
-  private store(record: BuildRecord): number {
+  private storeRecord(record: BuildRecord): number {
     this.records.set(record.id, structuredClone(record));
     this.revisions.set(record.id, ++this.revision);
     return this.revision;
@@ -46,37 +52,66 @@ export class FakeIntake implements JobIntake {
     if (this.failCreate || !this.connected) throw new Error('fake: KV create timed out');
     const existing = this.records.get(record.id);
     if (existing) return { created: false, record: existing, revision: this.revisions.get(record.id)! };
-    return { created: true, record, revision: this.store(record) };
+    return { created: true, record, revision: this.storeRecord(record) };
   }
 
   async settleNotAccepted(failed: BuildRecord, revision?: number): Promise<'settled' | 'taken'> {
     if (this.failDiscard || !this.connected) throw new Error('fake: KV update timed out');
     const existing = this.records.get(failed.id);
     if (existing && revision !== undefined && this.revisions.get(failed.id) === revision) {
-      this.store(failed);
+      this.storeRecord(failed);
       return 'settled';
     }
     if (existing && existing.createdAt !== failed.createdAt) return 'taken';
     if (existing?.status === 'failed' && existing.error?.code === NOT_ACCEPTED) return 'settled';
     if (existing && existing.status !== 'queued') return 'taken';
-    this.store(failed);
+    this.storeRecord(failed);
     return 'settled';
   }
 
   async reviveQueued(record: BuildRecord, revision: number): Promise<{ revived: boolean; revision?: number }> {
     if (this.failCreate || !this.connected) throw new Error('fake: KV update timed out');
     if (this.revisions.get(record.id) !== revision) return { revived: false };
-    return { revived: true, revision: this.store(record) };
+    return { revived: true, revision: this.storeRecord(record) };
   }
 
   async publish(job: BuildJob, options: { revived?: number } = {}): Promise<{ duplicate: boolean }> {
     if (this.failPublish || !this.connected) throw new Error('fake: publish timed out');
-    // A revived job's first message counts as consumed (nothing models the stream's contents).
-    const msgId = `${job.deliveryId ?? job.id}${options.revived === undefined ? '' : `~${options.revived}`}`;
-    if (this.msgIds.has(msgId)) return { duplicate: true };
+    const msgId = job.deliveryId ?? job.id;
+    if (!this.msgIds.has(msgId)) {
+      this.append(msgId, job);
+      return { duplicate: false };
+    }
+    if (options.revived === undefined) return { duplicate: true };
+    // Like QueueIntake: a revived record's first message, still waiting, is this job's message now;
+    // taken by a worker already, the job is queued again under a message id of its own.
+    if (!this.waiting.some((j) => j.id === job.id)) {
+      const own = `${msgId}~${options.revived}`;
+      if (!this.msgIds.has(own)) this.append(own, job);
+    }
+    return { duplicate: false };
+  }
+
+  private append(msgId: string, job: BuildJob): void {
     this.msgIds.add(msgId);
     this.published.push(structuredClone(job));
-    return { duplicate: false };
+    this.waiting.push(structuredClone(job));
+  }
+
+  /** A worker takes the job's waiting messages and acknowledges them (a work-queue stream drops them). */
+  consume(jobId: string): number {
+    let taken = 0;
+    for (let i = this.waiting.length - 1; i >= 0; i--) {
+      if (this.waiting[i]!.id !== jobId) continue;
+      this.waiting.splice(i, 1);
+      taken++;
+    }
+    return taken;
+  }
+
+  /** A write of the record by someone else (a worker starting the build): a new revision. */
+  putRecord(record: BuildRecord): void {
+    this.storeRecord(record);
   }
 
   async claimPush(key: string, jobId: string): Promise<{ jobId: string; claimed: boolean }> {
@@ -99,10 +134,8 @@ export class FakeIntake implements JobIntake {
 
   async list(filter: BuildListFilter): Promise<BuildRecord[]> {
     return [...this.records.values()]
-      .filter((r) => !filter.repo || r.repository.fullName === filter.repo)
-      .filter((r) => !filter.branch || r.repository.branch === filter.branch)
-      .filter((r) => !filter.status || r.status === filter.status)
-      .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
+      .filter((r) => matchesBuildFilter(r, filter))
+      .sort(newestFirst)
       .slice(0, filter.limit ?? Infinity);
   }
 
@@ -132,7 +165,7 @@ export class FakeIntake implements JobIntake {
   }
 
   async queueDepth(): Promise<number> {
-    return this.depth;
+    return this.waiting.length;
   }
 
   emit(change: RecordChange): void {

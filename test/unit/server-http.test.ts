@@ -483,6 +483,16 @@ describe('status API, health and metrics', () => {
     expect((await fetch(`${server.url}/builds/nope/logs`, { headers: auth })).status).toBe(404);
   });
 
+  it('an id outside the build-id grammar (core/build-id.ts) is 400: `=`, a leading dot, over 128 characters', async () => {
+    for (const id of ['a=b', '.hidden', '-x', 'a'.repeat(129), '%E0%A4%A']) {
+      const res = await fetch(`${server.url}/builds/${id}`, { headers: auth });
+      expect(res.status, id).toBe(400);
+      expect(await res.json()).toMatchObject({ code: 'E_INPUT' });
+    }
+    expect((await fetch(`${server.url}/builds/${'a'.repeat(128)}`, { headers: auth })).status).toBe(404);
+    expect((await fetch(`${server.url}/builds/gh-0000_x.y-z/logs`, { headers: auth })).status).toBe(404);
+  });
+
   it('serves a log as text/plain, and ?follow=1 streams until the build ends', async () => {
     const res = await fetch(`${server.url}/builds/b1/logs`, { headers: auth });
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
@@ -526,7 +536,11 @@ describe('status API, health and metrics', () => {
   });
 
   it('/metrics: webhooks by event and outcome, queue depth, jobs by final status, phase durations, in flight', async () => {
-    intake.depth = 7;
+    // Seven jobs waiting in the queue, an eighth already taken by a worker.
+    for (let i = 0; i < 8; i++) {
+      await intake.publish({ id: `q${i}`, trigger: 'webhook', source: { kind: 'git', url: 'https://example.com/x.git' }, image: { push: false, tlsVerify: true, buildArgs: {} }, createdAt: '2026-11-29T08:00:00.000Z' });
+    }
+    intake.consume('q7');
     await sendWebhook(server.url, { body: PING, event: 'ping' });
     await sendWebhook(server.url, { signature: null });
     intake.emit({ id: 'r1', record: record('r1', { status: 'running' }), initial: true });
@@ -553,6 +567,72 @@ describe('status API, health and metrics', () => {
     const after = await (await fetch(`${server.url}/metrics`)).text();
     expect(after).toMatch(/oci_build_webhooks_total\{event="other",outcome="unauthorized"\} 2/);
     expect(after).not.toContain('made_up_event');
+  });
+});
+
+describe('lifecycle: INITIALIZED → RUNNING → DRAINING → STOPPED', () => {
+  /** A publish that waits for the test: a webhook held in progress. */
+  class HeldPublish extends FakeIntake {
+    release: () => void = () => undefined;
+    readonly held = new Promise<void>((resolve) => (this.release = resolve));
+    entered = false;
+    override async publish(...args: Parameters<FakeIntake['publish']>) {
+      this.entered = true;
+      await this.held;
+      return super.publish(...args);
+    }
+  }
+
+  it('RUNNING once listening; close() drains (log streams end, a request in progress is answered) to STOPPED; each change is logged', async () => {
+    const intake = new HeldPublish();
+    intake.records.set('b1', initialRecord({ id: 'b1', trigger: 'cli', source: { kind: 'local', path: '/src' }, image: { push: false, tlsVerify: true, buildArgs: {} }, createdAt: '2026-11-29T08:00:00.000Z' }));
+    intake.logs.set('b1', ['==> source']);
+    const { logger, captured } = captureLogger();
+    const server = await startServer({ config: configWith({ OCI_BUILD_SERVER_WEBHOOK_SECRET: SECRET, OCI_BUILD_SERVER_API_TOKENS: TOKEN }), intake, logger });
+    expect(server.state).toBe('RUNNING');
+    const follower = await fetch(`${server.url}/builds/b1/logs?follow=1`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(follower.status).toBe(200);
+    const webhook = sendWebhook(server.url);
+    while (!intake.entered) await new Promise((r) => setTimeout(r, 5));
+
+    const closed = server.close();
+    expect(server.state).toBe('DRAINING');
+    // The follower's stream ends although the build's log never does.
+    expect(await follower.text()).toBe('==> source\n');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(server.state).toBe('DRAINING');
+    intake.release();
+    expect((await webhook).status).toBe(202);
+    // Its keep-alive sockets closed once answered, not after the 10 s grace.
+    const answered = Date.now();
+    await closed;
+    expect(Date.now() - answered).toBeLessThan(2000);
+    expect(server.state).toBe('STOPPED');
+    expect(intake.published).toHaveLength(1);
+    await expect(fetch(`${server.url}/health`)).rejects.toThrow();
+    expect(server.close()).toBe(closed);
+
+    const changes = captured.lines.filter((l) => typeof l.msg === 'string' && /^serve (running|draining|stopped)$/.test(l.msg));
+    expect(changes.map((l) => [l.from, l.to, l.msg])).toEqual([
+      ['INITIALIZED', 'RUNNING', 'serve running'],
+      ['RUNNING', 'DRAINING', 'serve draining'],
+      ['DRAINING', 'STOPPED', 'serve stopped'],
+    ]);
+    expect(changes[0]).toMatchObject({ url: server.url });
+  });
+
+  it('a listen that fails goes to STOPPED and closes nothing it was handed', async () => {
+    const config = configWith({ OCI_BUILD_SERVER_WEBHOOK_SECRET: SECRET });
+    const first = await startServer({ config, intake: new FakeIntake(), logger: createLogger({ level: 'silent' }) });
+    try {
+      const intake = new FakeIntake();
+      let closes = 0;
+      intake.close = async () => void closes++;
+      await expect(startServer({ config, port: first.port, intake, logger: createLogger({ level: 'silent' }) })).rejects.toBeInstanceOf(ServiceUnavailableError);
+      expect(closes).toBe(0);
+    } finally {
+      await first.close();
+    }
   });
 });
 
