@@ -2,7 +2,7 @@
 // (vfs + chroot, a temp storage root), a real registry on loopback, skopeo to read it back.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildRecord } from '../../src/core/types.js';
@@ -237,6 +237,9 @@ describe('oci-build build with a registry', () => {
 });
 
 describe('oci-build build (Java and .NET)', () => {
+  // The images are FROM scratch, with no runtime in them: what they hold is read from a mount of
+  // the image and run with the host's runtime (the one that built it), so a wrong or empty COPY,
+  // or a build output that is not the fixture's program, fails here.
   it('builds the Maven fixture into an image holding the jar', async () => {
     const java = await repo('sample-java-repo');
     const result = await runCli(['build', java.dir, '--json'], { env });
@@ -244,6 +247,12 @@ describe('oci-build build (Java and .NET)', () => {
     const record = parseRecord(result.stdout);
     expect(record.images[0]?.tags).toContain('main');
     expect(record.projects?.[0]?.language).toBe('java');
+    withMountedImage(`${record.images[0]!.repository}:main`, (root) => {
+      expect(readdirSync(join(root, 'app'))).toEqual(['sample-java-repo-1.0.0.jar']);
+      const jar = join(root, 'app', 'sample-java-repo-1.0.0.jar');
+      const output = execFileSync('java', ['-cp', jar, 'dev.ocibuild.sample.App'], { encoding: 'utf8' });
+      expect(output.trim()).toBe('Hello from sample-java-repo');
+    });
   });
 
   it.skipIf(!hasTool('dotnet'))('builds the .NET fixture into an image', async () => {
@@ -253,5 +262,24 @@ describe('oci-build build (Java and .NET)', () => {
     const record = parseRecord(result.stdout);
     expect(record.projects?.[0]?.language).toBe('dotnet');
     expect(record.images[0]?.repository).toBe('sample-dotnet-repo');
+    withMountedImage('sample-dotnet-repo:main', (root) => {
+      // What `dotnet publish -o dist` writes: the app's dll and what the runtime needs to start it.
+      expect(readdirSync(join(root, 'app'))).toEqual(expect.arrayContaining(['sample-dotnet-repo.dll', 'sample-dotnet-repo.runtimeconfig.json']));
+      const output = execFileSync('dotnet', [join(root, 'app', 'sample-dotnet-repo.dll')], {
+        encoding: 'utf8',
+        env: { ...process.env, DOTNET_CLI_TELEMETRY_OPTOUT: '1', DOTNET_NOLOGO: '1' },
+      });
+      expect(output.trim()).toBe('Hello from sample-dotnet-repo');
+    });
   });
 });
+
+/** Runs `check` on the root filesystem of a local image (a working container's mount), then removes the container. */
+function withMountedImage(image: string, check: (root: string) => void): void {
+  const container = buildah(['from', image]);
+  try {
+    check(buildah(['mount', container]));
+  } finally {
+    buildah(['rm', container]);
+  }
+}
