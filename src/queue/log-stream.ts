@@ -4,15 +4,19 @@
 // that marker, so a build that is retried or redelivered keeps one log until its final end.
 
 import { headers, type JsMsg, type MsgHdrs, type PubAck } from 'nats';
-import { describeError } from '../core/errors.js';
+import { retry, type BackoffPolicy } from '../core/retry.js';
 import { maskSecrets } from '../core/secrets.js';
 import type { BuildLog, LogStore, LogStream } from '../core/ports.js';
 import { LOG_SUBJECT_PREFIX, natsUnavailable, subjectToken, type NatsContext } from './nats.js';
+import { isJsError, JsErrorCode } from './nats-errors.js';
 
 export const LOG_END_HEADER = 'Oci-Build-Log-End';
 export const LOG_STREAM_HEADER = 'Oci-Build-Stream';
 /** A line longer than this is cut: a message must stay far below NATS's max_payload (1 MB). */
 export const MAX_LINE_BYTES = 64 * 1024;
+/** The end marker is published up to five times, waiting 0.5, 1, 2 and 2 s between: a NATS restart's span. */
+const END_MARKER_RETRIES = 4;
+const END_MARKER_BACKOFF: BackoffPolicy = { baseMs: 500, maxMs: 2_000 };
 
 export function logSubject(id: string): string {
   return `${LOG_SUBJECT_PREFIX}.${subjectToken(id)}`;
@@ -88,26 +92,15 @@ export class JetStreamLogStore implements LogStore {
   async end(buildId: string): Promise<void> {
     const h = headers();
     h.set(LOG_END_HEADER, '1');
-    let lastError: unknown;
-    // A NATS restart may be under way: the marker matters (followers wait for it), so retry a while.
-    for (let attempt = 0; attempt < 5; attempt++) {
-      try {
-        await this.ctx.js.publish(logSubject(buildId), '', { headers: h });
-        return;
-      } catch (err) {
-        lastError = err;
-        await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
-      }
-    }
-    throw natsUnavailable(`Cannot end the log of build ${buildId}`, lastError, this.ctx.config);
-  }
-
-  /** Removes a build's log lines. */
-  async purge(buildId: string): Promise<void> {
     try {
-      await this.ctx.jsm.streams.purge(this.ctx.config.logStream, { filter: logSubject(buildId) });
+      // A NATS restart may be under way: the marker matters (followers wait for it), so retry a while.
+      await retry(() => this.ctx.js.publish(logSubject(buildId), '', { headers: h }), {
+        policy: END_MARKER_BACKOFF,
+        retries: END_MARKER_RETRIES,
+        retryable: (_err): _err is unknown => true,
+      });
     } catch (err) {
-      throw natsUnavailable(`Cannot purge the log of build ${buildId}`, err, this.ctx.config);
+      throw natsUnavailable(`Cannot end the log of build ${buildId}`, err, this.ctx.config);
     }
   }
 }
@@ -128,7 +121,8 @@ export async function* readLog(ctx: NatsContext, id: string, options: { follow: 
     try {
       await ctx.jsm.streams.getMessage(ctx.config.logStream, { last_by_subj: subject });
     } catch (err) {
-      if (/no message found|not found/i.test(describeError(err))) return;
+      // Nothing logged yet under this id (or no log stream at all): an empty log.
+      if (isJsError(err, JsErrorCode.NoMessageFound, JsErrorCode.StreamNotFound)) return;
       throw natsUnavailable(`Cannot read the log of build ${id}`, err, ctx.config);
     }
   }

@@ -5,7 +5,6 @@
 import {
   connect,
   DiscardPolicy,
-  JSONCodec,
   nanos,
   RetentionPolicy,
   StorageType,
@@ -18,6 +17,7 @@ import {
 } from 'nats';
 import { ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
 import { JetStreamPublisher } from './js-publisher.js';
+import { isJsError, JsErrorCode } from './nats-errors.js';
 import type { Config } from '../config/config.js';
 
 export interface NatsContext {
@@ -43,8 +43,6 @@ export const DUPLICATE_WINDOW_MS = 24 * 60 * 60 * 1000;
 
 const START_HINT =
   'Start a NATS server with JetStream enabled (`nats-server -js -sd /var/lib/nats`), or point nats.url (OCI_BUILD_NATS_URL) at one.';
-
-export const jsonCodec = JSONCodec<unknown>();
 
 /**
  * Makes an id usable as one subject token / KV key token: characters outside `[A-Za-z0-9_-]`
@@ -120,15 +118,16 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
   try {
     current = (await jsm.streams.info(want.name)).config;
   } catch (err) {
-    if (!/stream not found/i.test(describeError(err))) throw err;
+    if (!isJsError(err, JsErrorCode.StreamNotFound)) throw err;
   }
   if (!current) {
     try {
       await jsm.streams.add(want);
       return;
     } catch (err) {
-      // Another process created it between our look and our add.
-      if (!/already in use|already exists/i.test(describeError(err))) throw err;
+      // Another process created it between our look and our add (with other settings: an add
+      // of the same settings succeeds).
+      if (!isJsError(err, JsErrorCode.StreamNameInUse)) throw err;
       current = (await jsm.streams.info(want.name)).config;
     }
   }
