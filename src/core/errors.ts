@@ -155,18 +155,9 @@ export function isTransient(err: unknown): boolean {
   return isOciBuildError(err) && err.transient;
 }
 
-export function isCancelled(err: unknown): boolean {
-  return err instanceof CancelledError;
-}
-
 /** A short, single-line description of any thrown value, without any secret of the process. */
 export function describeError(err: unknown): string {
   return maskSecrets(err instanceof Error ? err.message : String(err));
-}
-
-/** Exit code for an error code stored in a BuildRecord. */
-export function exitCodeOf(err: unknown): ExitCodeValue {
-  return isOciBuildError(err) ? err.exitCode : ExitCode.BuildFailed;
 }
 
 /**
