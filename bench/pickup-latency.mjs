@@ -74,7 +74,7 @@ export async function run() {
   const { connectNats, closeNats } = await import(dist('queue/nats.js'));
   const { publishJob } = await import(dist('queue/job-queue.js'));
   const { KvBuildStore } = await import(dist('queue/kv-build-store.js'));
-  const { startWorker } = await import(dist('worker/worker.js'));
+  const { startNatsWorker: startWorker } = await import(dist('compose.js'));
   const { runPipeline } = await import(dist('core/pipeline.js'));
 
   const nats = await startNats();

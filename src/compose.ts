@@ -16,6 +16,9 @@ import type { NxDeps } from './build/nx-cli.js';
 import { createBuildahImageBuilder, type BuildahOptions } from './image/buildah.js';
 import { FileBuildStore } from './store/file-build-store.js';
 import { FileLogStore } from './store/file-log-store.js';
+import type { NatsContext } from './queue/nats.js';
+import type { Worker } from './worker/worker.js';
+import type { PipelineDepsFactory, WorkerLogger, WorkerOptions, WorkerPorts } from './worker/worker-options.js';
 
 export interface PipelineAdapters {
   source: SourceProvider;
@@ -130,4 +133,60 @@ export function createPipelineAdapters(config: Config, run: CommandRunner = runC
 export function createLocalStores(config: Config) {
   const paths = workPaths(config.workDir);
   return { store: new FileBuildStore(paths.builds), logs: new FileLogStore(paths.logs) };
+}
+
+// ---- the worker ----
+// NATS and the worker are loaded on first use: `oci-build build` never needs them, and the single
+// executable's snapshot cannot hold `nats` (see DESIGN.md).
+
+/** The worker's ports on one NATS connection: the jobs consumer, the records, the logs, the registry. */
+export async function createWorkerPorts(nats: NatsContext): Promise<Required<WorkerPorts>> {
+  const [{ JetStreamJobConsumer }, { KvBuildStore }, { JetStreamLogStore }, { natsWorkerRegistry }] = await Promise.all([
+    import('./queue/job-consumer.js'),
+    import('./queue/kv-build-store.js'),
+    import('./queue/log-stream.js'),
+    import('./queue/workers.js'),
+  ]);
+  return { consumer: new JetStreamJobConsumer(nats), store: new KvBuildStore(nats), logs: new JetStreamLogStore(nats), registry: natsWorkerRegistry(nats) };
+}
+
+export type NatsWorkerOptions = Omit<WorkerOptions, keyof WorkerPorts> & { nats: NatsContext };
+
+/** A worker on `nats`, started (consumer ensured, registered, pulling). */
+export async function startNatsWorker(options: NatsWorkerOptions): Promise<Worker> {
+  const { nats, ...rest } = options;
+  const { startWorker } = await import('./worker/worker.js');
+  return startWorker({ ...rest, ...(await createWorkerPorts(nats)) });
+}
+
+export interface WorkerDaemonDeps {
+  pipelineDeps: PipelineDepsFactory;
+  logger?: WorkerLogger;
+  /** Overrides of the configuration's worker settings (e.g. --concurrency). */
+  overrides?: Partial<Omit<NatsWorkerOptions, 'nats' | 'pipelineDeps'>>;
+  /** Aborting it drains (the CLI's SIGINT signal). */
+  signal?: AbortSignal;
+  handleSignals?: boolean;
+  /** Told once the worker pulls (e.g. to print where it runs). */
+  onStarted?: (worker: Worker) => void;
+}
+
+/**
+ * `oci-build worker`: connect to NATS, run until SIGTERM/SIGINT (drain) or a second signal
+ * (cancel), close the connection. Resolves normally after a drain (exit 0); throws
+ * ServiceUnavailableError (exit 3) when NATS cannot be reached at start.
+ */
+export async function runWorkerDaemon(config: Config, deps: WorkerDaemonDeps): Promise<Worker> {
+  const [{ connectNats, closeNats }, { createWorkerLogger, workerOptionsFromConfig }] = await Promise.all([import('./queue/nats.js'), import('./worker/worker-options.js')]);
+  const logger = deps.logger ?? createWorkerLogger();
+  const name = deps.overrides?.name ?? config.worker.name;
+  const nats = await connectNats(config.nats, { name: `oci-build-worker${name ? ` ${name}` : ''}` });
+  try {
+    const worker = await startNatsWorker({ ...workerOptionsFromConfig(config), ...deps.overrides, nats, pipelineDeps: deps.pipelineDeps, logger });
+    deps.onStarted?.(worker);
+    await worker.run({ handleSignals: deps.handleSignals ?? true, ...(deps.signal ? { signal: deps.signal } : {}) });
+    return worker;
+  } finally {
+    await closeNats(nats);
+  }
 }

@@ -14,12 +14,13 @@
 
 import { createHash } from 'node:crypto';
 import { headers } from 'nats';
-import { describeError } from '../core/errors.js';
+import type { KvEntry } from 'nats';
+import { DEFAULT_CONSUMER_NAME } from '../core/ports.js';
 import type { BuildJob } from '../core/types.js';
+import { readEntry, valueOf, writeIfRevision } from './kv-conditional.js';
+import { isJsError, JsErrorCode } from './nats-errors.js';
 import { natsUnavailable, subjectToken, type NatsContext } from './nats.js';
 
-/** The durable pull consumer every worker shares (work is spread between them by JetStream). */
-export const WORKER_CONSUMER = 'oci-build-worker';
 export const LATEST_KEY_PREFIX = 'latest';
 /** Header carrying the job id on the jobs stream (the body is the BuildJob JSON). */
 export const JOB_ID_HEADER = 'Oci-Build-Job-Id';
@@ -93,7 +94,7 @@ export async function newestQueuedJob(ctx: NatsContext, key: string): Promise<La
     const id = m.header?.get(JOB_ID_HEADER) || m.json<BuildJob>().id;
     return { id, seq: m.seq };
   } catch (err) {
-    if (/no message found/i.test(describeError(err))) return undefined;
+    if (isJsError(err, JsErrorCode.NoMessageFound)) return undefined;
     throw err;
   }
 }
@@ -113,33 +114,37 @@ export async function newestJob(ctx: NatsContext, key: string): Promise<LatestJo
 }
 
 export async function getLatest(ctx: NatsContext, key: string): Promise<LatestJob | undefined> {
-  const entry = await ctx.kv.get(latestKey(key));
-  return entry && entry.operation === 'PUT' ? entry.json<LatestJob>() : undefined;
+  return latestOf(await ctx.kv.get(latestKey(key)));
+}
+
+function latestOf(entry: KvEntry | null): LatestJob | undefined {
+  const value = valueOf(entry);
+  if (!value) return undefined;
+  const { id, seq } = value.json<LatestJob>();
+  return { id, seq };
 }
 
 /** Sets `latest.<key>` to `candidate` unless it already holds a newer (or the same) sequence; returns what it holds after. */
 export async function raiseLatest(ctx: NatsContext, key: string, candidate: LatestJob): Promise<LatestJob> {
   const k = latestKey(key);
-  for (let attempt = 0; attempt < 20; attempt++) {
-    let entry;
-    try {
-      entry = await ctx.kv.get(k);
-    } catch (err) {
-      throw natsUnavailable(`Cannot read ${k}`, err, ctx.config);
-    }
-    const current = entry && entry.operation === 'PUT' ? entry.json<LatestJob>() : undefined;
-    if (current && current.seq >= candidate.seq) return current;
-    try {
-      const data = JSON.stringify({ id: candidate.id, seq: candidate.seq });
-      if (entry) await ctx.kv.update(k, data, entry.revision);
-      else await ctx.kv.create(k, data);
-      return candidate;
-    } catch (err) {
-      // Someone else wrote in between: look again.
-      if (!/wrong last sequence|key exists/i.test(describeError(err))) throw natsUnavailable(`Cannot update ${k}`, err, ctx.config);
-    }
-  }
-  throw new Error(`Could not update ${k}: too many concurrent writers`);
+  const what = `the newest build of ${key}`;
+  const entry = await readEntry(ctx, k, what);
+  const current = latestOf(entry);
+  if (current && current.seq >= candidate.seq) return current;
+  const newer = { id: candidate.id, seq: candidate.seq };
+  return writeIfRevision<LatestJob>(ctx, {
+    key: k,
+    data: JSON.stringify(newer),
+    expected: entry?.revision ?? 0,
+    written: () => newer,
+    // Someone else wrote in between: theirs stands if it is newer, else try again over it.
+    onConflict: (now) => {
+      const held = latestOf(now);
+      return held && held.seq >= candidate.seq ? { done: held } : { retryAt: now?.revision ?? 0 };
+    },
+    what,
+    attempts: 20,
+  });
 }
 
 export interface QueueStats {
@@ -151,14 +156,16 @@ export interface QueueStats {
   waiting: number;
 }
 
-export async function queueStats(ctx: NatsContext): Promise<QueueStats> {
+/** The stream's jobs, split by what the workers' consumer `consumerName` has taken. */
+export async function queueStats(ctx: NatsContext, consumerName: string = DEFAULT_CONSUMER_NAME): Promise<QueueStats> {
   try {
     const stream = await ctx.jsm.streams.info(ctx.config.stream);
     let inFlight = 0;
     try {
-      inFlight = (await ctx.jsm.consumers.info(ctx.config.stream, WORKER_CONSUMER)).num_ack_pending;
+      inFlight = (await ctx.jsm.consumers.info(ctx.config.stream, consumerName)).num_ack_pending;
     } catch (err) {
-      if (!/consumer not found/i.test(describeError(err))) throw err;
+      // No worker has started yet: nothing is in flight.
+      if (!isJsError(err, JsErrorCode.ConsumerNotFound)) throw err;
     }
     const total = stream.state.messages;
     return { total, inFlight, waiting: Math.max(0, total - inFlight) };
@@ -167,7 +174,7 @@ export async function queueStats(ctx: NatsContext): Promise<QueueStats> {
   }
 }
 
-/** Jobs waiting for a worker (not yet started). */
-export async function queueDepth(ctx: NatsContext): Promise<number> {
-  return (await queueStats(ctx)).waiting;
+/** Jobs waiting for a worker (not yet started): the workers' consumer is `consumerName`. */
+export async function queueDepth(ctx: NatsContext, consumerName: string): Promise<number> {
+  return (await queueStats(ctx, consumerName)).waiting;
 }

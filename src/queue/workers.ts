@@ -3,17 +3,13 @@
 // asks every instance at once (scatter-gather) and collects the answers.
 
 import { nuid, RequestStrategy, type Service } from 'nats';
+import type { RunningJobInfo, WorkerRegistry, WorkerStatusPayload } from '../core/ports.js';
 import { natsUnavailable, type NatsContext } from './nats.js';
+
+export type { RunningJobInfo, WorkerStatusPayload };
 
 export const WORKER_SERVICE_NAME = 'oci-build-worker';
 export const WORKER_SERVICE_VERSION = '1.0.0';
-
-export interface RunningJobInfo {
-  jobId: string;
-  repository: string;
-  branch?: string;
-  startedAt: string;
-}
 
 export interface WorkerInfo {
   name: string;
@@ -23,14 +19,6 @@ export interface WorkerInfo {
   running: RunningJobInfo[];
   /** INITIALIZED, RUNNING, DRAINING, STOPPED. */
   state?: string;
-}
-
-/** What a worker's `status` endpoint and its stats data return. */
-export interface WorkerStatusPayload {
-  name: string;
-  concurrency: number;
-  state: string;
-  running: RunningJobInfo[];
 }
 
 /**
@@ -62,6 +50,11 @@ export async function registerWorkerService(ctx: NatsContext, status: () => Work
   } catch (err) {
     throw natsUnavailable('Cannot register the worker with the NATS services API', err, ctx.config);
   }
+}
+
+/** The services API as the worker's registry. */
+export function natsWorkerRegistry(ctx: NatsContext): WorkerRegistry {
+  return { register: (status) => registerWorkerService(ctx, status) };
 }
 
 /**

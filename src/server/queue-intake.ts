@@ -11,7 +11,7 @@
 
 import { Events, headers as natsHeaders, type KvEntry } from 'nats';
 import type { Config } from '../config/config.js';
-import type { BuildListFilter } from '../core/ports.js';
+import { DEFAULT_CONSUMER_NAME, type BuildListFilter } from '../core/ports.js';
 import type { BuildJob, BuildRecord } from '../core/types.js';
 import { describeError } from '../core/errors.js';
 import { JOB_ID_HEADER, buildKey, jobSubject, publishJob, queueDepth } from '../queue/job-queue.js';
@@ -216,7 +216,7 @@ export class QueueIntake implements JobIntake {
   }
 
   queueDepth(): Promise<number> {
-    return queueDepth(this.ctx);
+    return queueDepth(this.ctx, DEFAULT_CONSUMER_NAME);
   }
 
   async *watchRecords(signal: AbortSignal): AsyncIterable<RecordChange> {

@@ -3,31 +3,23 @@
 // it before acknowledging), a log that does not end the JetStream log on close (a retried attempt
 // continues the same log), and a reporter that logs phases as JSON.
 
-import { performance } from 'node:perf_hooks';
 import { describeError, isTransient } from '../core/errors.js';
-import type { BuildListFilter, BuildLog, BuildStore, LogStore, Reporter } from '../core/ports.js';
+import type { BuildListFilter, BuildLog, BuildStore, JobLogStore, LogStore, Reporter } from '../core/ports.js';
+import { retry } from '../core/retry.js';
 import { isFinalStatus, type BuildRecord, type PhaseMetric, type PhaseName } from '../core/types.js';
-import type { KvBuildStore } from '../queue/kv-build-store.js';
-import type { JetStreamLogStore } from '../queue/log-stream.js';
 import type { WorkerLogger } from './worker-options.js';
 
 /** Worker notes kept in `warnings` across deliveries (other warnings belong to one attempt). */
 export const DELIVERY_NOTE = /^delivery \d+ of \d+/;
 
-/** Retries a store operation while NATS is away (reconnecting), up to `retryMs`. */
-export async function withStoreRetry<T>(fn: () => Promise<T>, retryMs: number, onRetry?: (err: unknown, waitMs: number) => void): Promise<T> {
-  const deadline = performance.now() + retryMs;
-  let wait = 100;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!isTransient(err) || performance.now() + wait > deadline) throw err;
-      onRetry?.(err, wait);
-      await new Promise((r) => setTimeout(r, wait));
-      wait = Math.min(wait * 2, 5_000);
-    }
-  }
+/** Retries a store operation while NATS is away (reconnecting), up to `retryMs`: 100 ms, doubled, at most 5 s apart. */
+export function withStoreRetry<T>(fn: () => Promise<T>, retryMs: number, onRetry?: (err: unknown, waitMs: number) => void): Promise<T> {
+  return retry(() => fn(), {
+    policy: { baseMs: 100, maxMs: 5_000 },
+    deadlineMs: retryMs,
+    retryable: (err): err is unknown => isTransient(err),
+    ...(onRetry ? { onRetry: (err: unknown, waitMs: number) => onRetry(err, waitMs) } : {}),
+  });
 }
 
 export class AttemptStore implements BuildStore {
@@ -35,7 +27,7 @@ export class AttemptStore implements BuildStore {
   finalRecord?: BuildRecord;
 
   constructor(
-    private readonly inner: KvBuildStore,
+    private readonly inner: BuildStore,
     private readonly decorate: (record: BuildRecord) => BuildRecord,
     private readonly retryMs: number,
     private readonly logger: WorkerLogger,
@@ -65,7 +57,7 @@ export class AttemptStore implements BuildStore {
 export class AttemptLogs implements LogStore {
   opened?: BuildLog;
 
-  constructor(private readonly inner: JetStreamLogStore) {}
+  constructor(private readonly inner: JobLogStore) {}
 
   async open(buildId: string): Promise<BuildLog> {
     this.opened = await this.inner.openLog(buildId, { endOnClose: false });

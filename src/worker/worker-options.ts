@@ -5,10 +5,10 @@ import { hostname } from 'node:os';
 import { createLogger } from '../log/logger.js';
 import { UsageError } from '../core/errors.js';
 import type { PipelineOptions, PipelineResult } from '../core/pipeline.js';
-import type { PipelineDeps, Reporter } from '../core/ports.js';
+import { DEFAULT_CONSUMER_NAME, type BuildStore, type JobConsumer, type JobLogStore, type PipelineDeps, type Reporter, type WorkerRegistry } from '../core/ports.js';
+import { backoffDelay } from '../core/retry.js';
 import type { BuildJob } from '../core/types.js';
 import type { Config } from '../config/config.js';
-import type { NatsContext } from '../queue/nats.js';
 
 /** The subset of pino the worker uses; tests hand in their own. */
 export interface WorkerLogger {
@@ -32,8 +32,18 @@ export type PipelineDepsFactory = (
 
 export type PipelineRunner = (job: BuildJob, deps: PipelineDeps, options: PipelineOptions) => Promise<PipelineResult>;
 
-export interface WorkerOptions {
-  nats: NatsContext;
+/** What the worker talks to, handed in by the composition root (src/compose.ts) or a test. */
+export interface WorkerPorts {
+  consumer: JobConsumer;
+  /** The records (JetStream KV). */
+  store: BuildStore;
+  /** The build logs (a JetStream stream). */
+  logs: JobLogStore;
+  /** Where the worker announces itself (`status --workers`); none: it is not listed. */
+  registry?: WorkerRegistry;
+}
+
+export interface WorkerOptions extends WorkerPorts {
   pipelineDeps: PipelineDepsFactory;
   /** Builds at once (default 1). */
   concurrency?: number;
@@ -59,14 +69,15 @@ export interface WorkerOptions {
   retryMaxDelayMs?: number;
   /** How long one pull request waits on the server for a job (default 10 s). */
   pullExpiresMs?: number;
-  /** The durable consumer's name (default oci-build-worker, shared by every worker). */
+  /** The durable consumer's name (default DEFAULT_CONSUMER_NAME, shared by every worker and by serve's metric). */
   consumerName?: string;
   /** How long the worker retries a status write while NATS is away (default 60 s). */
   storeRetryMs?: number;
 }
 
-export interface CompiledWorkerOptions extends Required<Omit<WorkerOptions, 'runPipeline'>> {
+export interface CompiledWorkerOptions extends Required<Omit<WorkerOptions, 'runPipeline' | 'registry'>> {
   runPipeline?: PipelineRunner;
+  registry?: WorkerRegistry;
 }
 
 export function defaultWorkerName(): string {
@@ -86,7 +97,10 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
   };
   const ackWaitMs = int('ackWaitMs', options.ackWaitMs ?? 30_000, 1_000);
   const compiled: CompiledWorkerOptions = {
-    nats: options.nats,
+    consumer: options.consumer,
+    store: options.store,
+    logs: options.logs,
+    ...(options.registry ? { registry: options.registry } : {}),
     pipelineDeps: options.pipelineDeps,
     concurrency: int('concurrency', options.concurrency ?? 1, 1),
     maxDeliveries: int('maxDeliveries', options.maxDeliveries ?? 5, 1),
@@ -100,7 +114,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     retryDelayMs: int('retryDelayMs', options.retryDelayMs ?? 2_000, 0),
     retryMaxDelayMs: int('retryMaxDelayMs', options.retryMaxDelayMs ?? 60_000, 0),
     pullExpiresMs: int('pullExpiresMs', options.pullExpiresMs ?? 10_000, 1_000),
-    consumerName: options.consumerName ?? 'oci-build-worker',
+    consumerName: options.consumerName ?? DEFAULT_CONSUMER_NAME,
     storeRetryMs: int('storeRetryMs', options.storeRetryMs ?? 60_000, 0),
     ...(options.runPipeline ? { runPipeline: options.runPipeline } : {}),
   };
@@ -127,11 +141,9 @@ export function workerOptionsFromConfig(config: Config): Pick<WorkerOptions, 'co
  * Delay before delivery `delivery + 1` after a transient failure: retryDelayMs × 2^(delivery−1),
  * at most retryMaxDelayMs, with ±20 % jitter so workers that failed together do not retry together.
  */
-export function retryBackoffMs(
-  delivery: number,
-  options: Pick<CompiledWorkerOptions, 'retryDelayMs' | 'retryMaxDelayMs'>,
-  random: () => number = Math.random,
-): number {
-  const base = Math.min(options.retryDelayMs * 2 ** Math.max(0, delivery - 1), options.retryMaxDelayMs);
-  return Math.round(base * (0.8 + random() * 0.4));
+export function retryBackoffMs(delivery: number, options: RetryBackoff, random: () => number = Math.random): number {
+  // backoffDelay jitters below its delay d (d × (1 − j) … d): ±20 % around d is 1.2 d with j = 1/3.
+  return backoffDelay(delivery - 1, { baseMs: options.retryDelayMs * 1.2, maxMs: options.retryMaxDelayMs * 1.2, jitter: 1 / 3, random });
 }
+
+export type RetryBackoff = Pick<CompiledWorkerOptions, 'retryDelayMs' | 'retryMaxDelayMs'>;

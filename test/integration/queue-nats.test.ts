@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RetentionPolicy, StorageType } from 'nats';
 import { ServiceUnavailableError } from '../../src/core/errors.js';
+import { DEFAULT_CONSUMER_NAME } from '../../src/core/ports.js';
 import type { BuildJob, BuildRecord } from '../../src/core/types.js';
 import { DEFAULTS } from '../../src/config/config.js';
 import { closeNats, connectNats, subjectToken, type NatsContext } from '../../src/queue/nats.js';
@@ -99,12 +100,12 @@ describe('connectNats', () => {
 
 describe('job queue', () => {
   it('publishes a job, dedupes a redelivery by its delivery id, and counts the queue depth', async () => {
-    const before = await queueDepth(ctx);
+    const before = await queueDepth(ctx, DEFAULT_CONSUMER_NAME);
     const first = await publishJob(ctx, job('delivery-1'));
     expect(first.duplicate).toBe(false);
     const again = await publishJob(ctx, job('delivery-1'));
     expect(again).toEqual({ duplicate: true, seq: first.seq });
-    expect(await queueDepth(ctx)).toBe(before + 1);
+    expect(await queueDepth(ctx, DEFAULT_CONSUMER_NAME)).toBe(before + 1);
     const stored = await ctx.jsm.streams.getMessage(DEFAULTS.nats.stream, { seq: first.seq });
     expect(stored.json<BuildJob>().id).toBe('delivery-1');
     expect((await queueStats(ctx)).total).toBe(before + 1);

@@ -20,7 +20,8 @@ import { closeNats, type NatsContext } from '../../src/queue/nats.js';
 import { startServer, type RunningServer } from '../../src/server/http-server.js';
 import { createLogger } from '../../src/log/logger.js';
 import { signWebhookBody } from '../../src/server/webhook-signature.js';
-import { startWorker, type Worker } from '../../src/worker/worker.js';
+import { startNatsWorker } from '../../src/compose.js';
+import type { Worker } from '../../src/worker/worker.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/ports.js';
 import { fakePipelineDeps, newEvents } from './fixtures/fake-build.js';
@@ -74,7 +75,7 @@ async function jobIdsInStream(): Promise<Set<string>> {
 
 /** A real worker (fake phases) taking the jobs of the stream; every push of the test is its own. */
 async function drainingWorker(): Promise<Worker> {
-  worker ??= await startWorker({ nats: ctx, pipelineDeps: fakePipelineDeps(events, 'w1'), logger: workerLog, name: 'w1', concurrency: 4, cancelSuperseded: false, retryDelayMs: 100, pullExpiresMs: 2_000 });
+  worker ??= await startNatsWorker({ nats: ctx, pipelineDeps: fakePipelineDeps(events, 'w1'), logger: workerLog, name: 'w1', concurrency: 4, cancelSuperseded: false, retryDelayMs: 100, pullExpiresMs: 2_000 });
   return worker;
 }
 

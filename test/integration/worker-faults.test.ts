@@ -12,6 +12,8 @@ import { KvBuildStore } from '../../src/queue/kv-build-store.js';
 import { publishJob, queueStats } from '../../src/queue/job-queue.js';
 import { readLog } from '../../src/queue/log-stream.js';
 import { closeNats, type NatsContext } from '../../src/queue/nats.js';
+import { createWorkerPorts, startNatsWorker } from '../../src/compose.js';
+import type { Delivery, JobConsumer } from '../../src/core/ports.js';
 import { startWorker, type Worker } from '../../src/worker/worker.js';
 import { REPO_ROOT, tempDir, type TempDir } from '../helpers/fixtures.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
@@ -43,7 +45,7 @@ beforeAll(async () => {
   } catch {
     // type errors elsewhere; emitted anyway
   }
-  for (const f of ['dist/worker/worker.js', 'dist/queue/nats.js', 'dist/config/config.js']) {
+  for (const f of ['dist/compose.js', 'dist/worker/worker.js', 'dist/queue/nats.js', 'dist/config/config.js']) {
     if (!existsSync(join(build.path, f))) throw new Error(`${f} was not built`);
   }
   server = await startNatsServer();
@@ -129,7 +131,7 @@ describe('worker faults', () => {
     expect((await a.exited).signal).toBe('SIGKILL');
 
     const events = newEvents();
-    const b = await startWorker({
+    const b = await startNatsWorker({
       nats: ctx,
       name: 'worker-b',
       pipelineDeps: fakePipelineDeps(events, 'worker-b'),
@@ -186,7 +188,7 @@ describe('worker faults', () => {
     const ctx = await queue();
     const events = newEvents();
     const logger = memoryLogger();
-    const w = await startWorker({
+    const w = await startNatsWorker({
       nats: ctx,
       name: 'worker-r',
       concurrency: 2,
@@ -211,5 +213,58 @@ describe('worker faults', () => {
     // Built once each: a redelivery of a finished job is recognised, not rebuilt.
     const builds = events.started.map((s) => s.id).sort();
     expect(builds).toEqual([...before, ...after].sort());
+  });
+
+  it('the final record written but its ack lost: the redelivery is recognised and acknowledged, never built again', async () => {
+    const ctx = await queue();
+    const events = newEvents();
+    const logger = memoryLogger();
+    const ports = await createWorkerPorts(ctx);
+    // The test hook: the first acknowledgement of the job never reaches JetStream, as when the
+    // connection drops between the record's write and the ack. JetStream redelivers after ack_wait.
+    const attempts: number[] = [];
+    const real = ports.consumer;
+    const consumer: JobConsumer = {
+      ensure: (s) => real.ensure(s),
+      supersedeKeyOf: (j) => real.supersedeKeyOf(j),
+      newestPush: (k) => real.newestPush(k),
+      raiseLatest: (p) => real.raiseLatest(p),
+      watch: (o, l) => real.watch(o, l),
+      async next(options) {
+        const d = await real.next(options);
+        if (!d || d.job?.id !== 'lost-ack-1') return d;
+        attempts.push(d.attempt);
+        if (d.attempt > 1) return d;
+        const lost: Delivery = Object.create(d);
+        lost.ack = async () => {
+          throw new Error('TIMEOUT (the connection dropped before the ack was confirmed)');
+        };
+        return lost;
+      },
+    };
+    const w = await startWorker({
+      ...ports,
+      consumer,
+      name: 'worker-lost',
+      pipelineDeps: fakePipelineDeps(events, 'worker-lost'),
+      logger,
+      ackWaitMs: 1_000,
+      heartbeatMs: 250,
+      pullExpiresMs: 1_000,
+    });
+    workers.push(w);
+    await publishJob(ctx, fakeJob('lost-ack-1', { script: 'sleep=100' }));
+    const record = await waitForStatus(ctx, 'lost-ack-1', ['succeeded', 'failed', 'cancelled']);
+    expect(record).toMatchObject({ status: 'succeeded', worker: 'worker-lost' });
+    // Redelivered once ack_wait is over, then acknowledged for good.
+    await waitFor(async () => (await queueStats(ctx)).total === 0, { timeoutMs: 15_000, what: 'the redelivery to be acknowledged' });
+    expect(attempts).toEqual([1, 2]);
+    expect(logger.lines.filter((l) => l.msg === 'acknowledgement not confirmed')).toHaveLength(1);
+    expect(logger.lines.filter((l) => l.msg === 'job already finished (its acknowledgement was lost): acknowledging' && l.jobId === 'lost-ack-1')).toHaveLength(1);
+    // Built once: one checkout, one build phase; the record is the first delivery's, untouched.
+    expect(events.attempts.get('lost-ack-1')).toBe(1);
+    expect(events.started.map((s) => s.id)).toEqual(['lost-ack-1']);
+    expect(await new KvBuildStore(ctx).get('lost-ack-1')).toEqual(record);
+    expect(w.stats).toMatchObject({ started: 1, succeeded: 1 });
   });
 });

@@ -7,8 +7,8 @@ import { jobKey, publishJob, queueStats, raiseLatest } from '../../src/queue/job
 import { readLog } from '../../src/queue/log-stream.js';
 import { closeNats, type NatsContext } from '../../src/queue/nats.js';
 import { listWorkers } from '../../src/queue/workers.js';
-import { startWorker, type Worker } from '../../src/worker/worker.js';
-import type { WorkerOptions } from '../../src/worker/worker-options.js';
+import { startNatsWorker, type NatsWorkerOptions } from '../../src/compose.js';
+import type { Worker } from '../../src/worker/worker.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/ports.js';
 import { fakeJob, fakePipelineDeps, newEvents, type FakeBuildEvents } from './fixtures/fake-build.js';
@@ -37,9 +37,9 @@ async function queue(): Promise<NatsContext> {
   return ctx;
 }
 
-async function worker(ctx: NatsContext, events: FakeBuildEvents, options: Partial<WorkerOptions> = {}): Promise<Worker> {
+async function worker(ctx: NatsContext, events: FakeBuildEvents, options: Partial<NatsWorkerOptions> = {}): Promise<Worker> {
   const name = options.name ?? `worker-${workers.length + 1}`;
-  const w = await startWorker({
+  const w = await startNatsWorker({
     nats: ctx,
     pipelineDeps: fakePipelineDeps(events, name),
     logger: memoryLogger(),

@@ -4,13 +4,13 @@
 
 import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createPipelineAdapters } from '../../src/compose.js';
+import { createPipelineAdapters, startNatsWorker } from '../../src/compose.js';
 import { parseConfig, type Config } from '../../src/config/config.js';
 import type { BuildJob } from '../../src/core/types.js';
 import { publishJob, queueStats } from '../../src/queue/job-queue.js';
 import { readLog } from '../../src/queue/log-stream.js';
 import { closeNats, type NatsContext } from '../../src/queue/nats.js';
-import { startWorker, type Worker } from '../../src/worker/worker.js';
+import type { Worker } from '../../src/worker/worker.js';
 import { fixtureRepo, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/ports.js';
@@ -46,7 +46,7 @@ async function setup(cfg: Config): Promise<NatsContext> {
   const ctx = await isolatedQueue(server.url, 'r');
   contexts.push(ctx);
   const adapters = createPipelineAdapters(cfg);
-  workers.push(await startWorker({ nats: ctx, name: 'real', pipelineDeps: () => adapters, logger: memoryLogger(), timeoutMs: 120_000 }));
+  workers.push(await startNatsWorker({ nats: ctx, name: 'real', pipelineDeps: () => adapters, logger: memoryLogger(), timeoutMs: 120_000 }));
   return ctx;
 }
 

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/core/errors.js';
 import { parseConfig } from '../../src/config/config.js';
-import type { NatsContext } from '../../src/queue/nats.js';
 import { compileWorkerOptions, retryBackoffMs, workerOptionsFromConfig } from '../../src/worker/worker-options.js';
+import { FakeJobQueue, MemoryJobLogStore } from '../helpers/fake-consumer.js';
+import { MemoryBuildStore } from '../helpers/fakes.js';
 
-// compileWorkerOptions never touches the connection.
-const nats = {} as NatsContext;
+// compileWorkerOptions never touches the ports.
+const ports = { consumer: new FakeJobQueue().session(), store: new MemoryBuildStore(), logs: new MemoryJobLogStore() };
 const pipelineDeps = () => {
   throw new Error('not called');
 };
@@ -13,7 +14,7 @@ const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => sile
 
 describe('compileWorkerOptions', () => {
   it('fills in the defaults', () => {
-    const o = compileWorkerOptions({ nats, pipelineDeps, logger: silent });
+    const o = compileWorkerOptions({ ...ports, pipelineDeps, logger: silent });
     expect(o).toMatchObject({
       concurrency: 1,
       maxDeliveries: 5,
@@ -30,7 +31,7 @@ describe('compileWorkerOptions', () => {
   it('reports every invalid option at once', () => {
     let err: unknown;
     try {
-      compileWorkerOptions({ nats, pipelineDeps, logger: silent, concurrency: 0, maxDeliveries: 1.5, ackWaitMs: 2_000, heartbeatMs: 3_000 });
+      compileWorkerOptions({ ...ports, pipelineDeps, logger: silent, concurrency: 0, maxDeliveries: 1.5, ackWaitMs: 2_000, heartbeatMs: 3_000 });
     } catch (e) {
       err = e;
     }

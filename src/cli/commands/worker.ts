@@ -3,7 +3,7 @@
 // (JetStream KV), the logs (a JetStream stream) and the reporter.
 
 import { ExitCode, type ExitCodeValue } from '../../core/errors.js';
-import { createPipelineAdapters } from '../../compose.js';
+import { createPipelineAdapters, runWorkerDaemon } from '../../compose.js';
 import type { CliIO } from '../io.js';
 import { loadCliConfig } from '../load-config.js';
 
@@ -12,7 +12,6 @@ export async function workerCommand(options: { config?: string; concurrency?: nu
     ...(options.workDir ? { workDir: options.workDir } : {}),
     ...(options.concurrency !== undefined ? { worker: { concurrency: options.concurrency } } : {}),
   });
-  const { runWorkerDaemon } = await import('../../worker/worker.js');
   const { createWorkerLogger } = await import('../../worker/worker-options.js');
   const logger = createWorkerLogger({ name: 'oci-build-worker' });
   // One set of adapters for every job: they share the cache service and the mirrors' locks.
