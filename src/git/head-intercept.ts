@@ -4,12 +4,14 @@
 // it asks for anything and again afterwards to name the default branch, and fails with "Could not
 // find HEAD." — so not even `--ref develop` could be fetched. That is isomorphic-git issue #1654
 // (github.com/isomorphic-git/isomorphic-git/issues/1654, open since 2022: Gogs leaves HEAD out the
-// same way, and fetch resolves HEAD "regardless of whether ref is explicitly specified"); until it
-// is fixed there, every fetch of such a remote failed with a misleading "did not answer as a Git
-// smart-HTTP server" (test/integration/git-remote-head.test.ts builds one). This wrapper notices the missing HEAD
-// in the ref advertisement and adds a stand-in pointing at a commit that is fetched anyway (an
-// advertised branch), so the fetch of every branch and tag goes through. The caller is told, and
-// must not believe the default branch isomorphic-git then derives from the stand-in.
+// same way, and fetch resolves HEAD "regardless of whether ref is explicitly specified"). Without
+// this wrapper every fetch of such a remote failed, even with --ref, with a misleading "did not
+// answer as a Git smart-HTTP server" (test/integration/git-remote-head.test.ts serves one).
+//
+// The wrapper notices the missing HEAD in the ref advertisement and adds a stand-in pointing at a
+// commit that is fetched anyway (an advertised branch), so the fetch of every branch and tag goes
+// through. The caller is told, and must not believe the default branch isomorphic-git then derives
+// from the stand-in.
 
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from 'isomorphic-git';
 import { pktLine, readPktLines } from './pkt-line.js';
