@@ -41,7 +41,11 @@ async function startServe(): Promise<Serve> {
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, { timeoutMs: 30_000, what: 'serve to answer /health' });
+  try {
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, { timeoutMs: 30_000, what: 'serve to answer /health' });
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; serve (exit ${child.exitCode ?? child.signalCode}) said:\n${output.slice(-4000)}`);
+  }
   return { child, port, output: () => output, exited };
 }
 
