@@ -13,11 +13,11 @@ import { Events, headers as natsHeaders, type KvEntry } from 'nats';
 import type { Config } from '../config/config.js';
 import { DEFAULT_CONSUMER_NAME, type BuildListFilter } from '../core/ports.js';
 import type { BuildJob, BuildRecord } from '../core/types.js';
-import { describeError } from '../core/errors.js';
 import { JOB_ID_HEADER, buildKey, jobSubject, publishJob, queueDepth } from '../queue/job-queue.js';
 import { KvBuildStore } from '../queue/kv-build-store.js';
 import { publishIfRevision, readEntry, valueOf, writeIfRevision, type ConflictDecision } from '../queue/kv-conditional.js';
 import { readLog } from '../queue/log-stream.js';
+import { JsErrorCode, isJsError } from '../queue/nats-errors.js';
 import { SendBatch } from '../queue/send-batch.js';
 import { closeNats, connectNats, natsUnavailable, subjectToken, type NatsContext } from '../queue/nats.js';
 import { NOT_ACCEPTED, type IntakeHealth, type JobIntake, type RecordChange } from './job-intake.js';
@@ -128,7 +128,7 @@ export class QueueIntake implements JobIntake {
       await this.ctx.jsm.streams.getMessage(this.ctx.config.stream, { seq });
       present = true;
     } catch (err) {
-      if (!/no message found/i.test(describeError(err))) throw natsUnavailable(`Cannot look up the message of build ${job.id}`, err, this.ctx.config);
+      if (!isJsError(err, JsErrorCode.NoMessageFound)) throw natsUnavailable(`Cannot look up the message of build ${job.id}`, err, this.ctx.config);
       present = false;
     }
     if (!present) {
@@ -148,7 +148,7 @@ export class QueueIntake implements JobIntake {
    * started the job meanwhile (it writes `running`) or another delivery's record is never
    * overwritten. With `revision` the first write needs no read: issued right after the failed
    * publish on the same connection, it reaches the server behind that publish, before a worker
-   * can have read the record (see ServeApp.settle).
+   * can have read the record (see JobEnqueuer.settle, enqueue.ts).
    */
   async settleNotAccepted(failed: BuildRecord, revision?: number): Promise<'settled' | 'taken'> {
     const key = buildKey(failed.id);
