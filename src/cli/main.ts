@@ -22,7 +22,10 @@ function positiveInt(name: string) {
   };
 }
 
+// The options several commands share, declared once: the same flag, help and parsing everywhere.
 const configOption = () => new Option('-c, --config <file>', 'config file (default: ./oci-build.config.yaml when present)');
+const workDirOption = (description = 'work directory; OCI_BUILD_WORK_DIR') => new Option('--work-dir <dir>', description);
+const jsonOption = (description = 'print JSON') => new Option('--json', description);
 
 export function createProgram(io: CliIO, setExit: (code: ExitCodeValue) => void): Command {
   const program = new Command('oci-build')
@@ -50,9 +53,9 @@ export function createProgram(io: CliIO, setExit: (code: ExitCodeValue) => void)
     .option('--no-tls-verify', 'allow a plain-HTTP or self-signed registry')
     .option('--build-arg <key=value>', 'passed to the image build (repeatable)', collect)
     .option('--no-image', 'stop after the code build')
-    .option('--json', 'print the final BuildRecord as JSON on stdout; progress goes to stderr')
+    .addOption(jsonOption('print the final BuildRecord as JSON on stdout; progress goes to stderr'))
     .option('-v, --verbose', "stream the build's output to the terminal")
-    .option('--work-dir <dir>', 'work directory (mirrors, caches, records, logs); OCI_BUILD_WORK_DIR')
+    .addOption(workDirOption('work directory (mirrors, caches, records, logs); OCI_BUILD_WORK_DIR'))
     .addHelpText(
       'after',
       `
@@ -85,8 +88,8 @@ input, 3 a tool or service is unavailable.`,
     .option('--status <status>', 'only builds with this status (queued, running, succeeded, failed, cancelled)')
     .option('--follow', "follow the build's log until it ends")
     .option('--workers', 'list the live workers and their running jobs (needs NATS)')
-    .option('--json', 'print JSON')
-    .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
+    .addOption(jsonOption())
+    .addOption(workDirOption())
     .addHelpText(
       'after',
       `
@@ -111,8 +114,8 @@ Examples:
     .command('size')
     .description('size of each cache, per language, and of the Git mirrors (with the number of repositories)')
     .addOption(configOption())
-    .option('--json', 'print JSON')
-    .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
+    .addOption(jsonOption())
+    .addOption(workDirOption())
     .action(async (options) => {
       const { cacheSizeCommand } = await import('./commands/cache.js');
       setExit(await cacheSizeCommand(options, io));
@@ -124,8 +127,8 @@ Examples:
     )
     .addOption(configOption())
     .option('--older-than <duration>', 'only entries not used (read or written) for this long, e.g. 7d, 12h; a Git mirror used in the last hour always stays', '7d')
-    .option('--json', 'print JSON')
-    .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
+    .addOption(jsonOption())
+    .addOption(workDirOption())
     .action(async (options) => {
       const { cacheCleanCommand } = await import('./commands/cache.js');
       setExit(await cacheCleanCommand(options, io));
@@ -136,8 +139,8 @@ Examples:
     .summary('check buildah, git, toolchains, storage, NATS and the registry')
     .description('Check what oci-build needs on this machine, one line per check, each with the fix.')
     .addOption(configOption())
-    .option('--json', 'print JSON')
-    .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
+    .addOption(jsonOption())
+    .addOption(workDirOption())
     .action(async (options) => {
       const { doctorCommand } = await import('./commands/doctor.js');
       setExit(await doctorCommand(options, io));
@@ -161,7 +164,7 @@ Examples:
     .description('A build worker: pulls jobs from NATS JetStream, runs the pipeline, records status and logs. Run as many as needed. SIGTERM drains (running builds finish); a second signal cancels.')
     .addOption(configOption())
     .option('--concurrency <n>', 'builds at once; OCI_BUILD_WORKER_CONCURRENCY', positiveInt('--concurrency'))
-    .option('--work-dir <dir>', 'work directory; OCI_BUILD_WORK_DIR')
+    .addOption(workDirOption())
     .action(async (options) => {
       const { workerCommand } = await import('./commands/worker.js');
       setExit(await workerCommand(options, io));

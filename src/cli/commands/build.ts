@@ -7,6 +7,7 @@ import { runPipeline } from '../../core/pipeline.js';
 import type { BuildLog, LogStore } from '../../core/ports.js';
 import type { BuildJob, JobSource } from '../../core/types.js';
 import { createLocalStores, createPipelineAdapters } from '../../compose.js';
+import { onShutdownSignals } from '../../exec/shutdown-signals.js';
 import { parseRemoteUrl } from '../../git/url.js';
 import { newBuildId } from '../../store/file-build-store.js';
 import { colorEnabled, createReporter, interactiveEnabled, type TerminalReporter } from '../render/reporter.js';
@@ -122,11 +123,10 @@ export async function buildCommand(sourceArg: string, options: BuildOptions, io:
     createdAt: new Date().toISOString(),
   };
 
-  // Ctrl-C cancels the build: the running command's process group is killed, the record says
-  // `cancelled`. A second Ctrl-C is left to the default handler.
+  // Ctrl-C (or SIGTERM) cancels the build: the running command's process group is killed, the
+  // record says `cancelled`. A second signal is left to the default handler.
   const controller = new AbortController();
-  const onSigint = () => controller.abort(new CancelledError('Interrupted (SIGINT)'));
-  process.once('SIGINT', onSigint);
+  const removeSignalHandlers = onShutdownSignals({ graceful: (signal) => controller.abort(new CancelledError(`Interrupted (${signal})`)) });
   io.signal?.addEventListener('abort', () => controller.abort(io.signal?.reason), { once: true });
 
   try {
@@ -149,7 +149,7 @@ export async function buildCommand(sourceArg: string, options: BuildOptions, io:
     return error ? error.exitCode : ExitCode.Success;
   } finally {
     reporter.stop();
-    process.removeListener('SIGINT', onSigint);
+    removeSignalHandlers();
   }
 }
 

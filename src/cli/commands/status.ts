@@ -4,8 +4,10 @@
 import { open } from 'node:fs/promises';
 import { ExitCode, InputError, ServiceUnavailableError, UsageError, type ExitCodeValue } from '../../core/errors.js';
 import type { BuildListFilter } from '../../core/ports.js';
-import { isFinalStatus, type BuildRecord, type JobStatus } from '../../core/types.js';
+import { isFinalStatus, JOB_STATUSES, type BuildRecord, type JobStatus } from '../../core/types.js';
+import { sleep } from '../../core/retry.js';
 import { createLocalStores } from '../../compose.js';
+import { onShutdownSignals } from '../../exec/shutdown-signals.js';
 import { colorEnabled } from '../render/reporter.js';
 import { renderBuildDetails, renderStatusTable } from '../render/status-table.js';
 import type { CliIO } from '../io.js';
@@ -25,7 +27,8 @@ export interface StatusOptions {
   workDir?: string;
 }
 
-const STATUSES: JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+/** How often `status ID --follow` looks at a local build's log file and record. */
+const LOG_POLL_MS = 250;
 
 /** Where builds are read from: the local store or a server. */
 interface BuildSource {
@@ -36,8 +39,8 @@ interface BuildSource {
 }
 
 export async function statusCommand(id: string | undefined, options: StatusOptions, io: CliIO): Promise<ExitCodeValue> {
-  if (options.status && !STATUSES.includes(options.status as JobStatus)) {
-    throw new UsageError(`--status must be one of ${STATUSES.join(', ')}, got ${JSON.stringify(options.status)}`);
+  if (options.status && !JOB_STATUSES.includes(options.status as JobStatus)) {
+    throw new UsageError(`--status must be one of ${JOB_STATUSES.join(', ')}, got ${JSON.stringify(options.status)}`);
   }
   if (options.follow && !id) throw new UsageError('--follow needs a build id: oci-build status ID --follow');
   const config = await loadCliConfig(options.config, io, options.workDir ? { workDir: options.workDir } : {});
@@ -88,13 +91,13 @@ export async function statusCommand(id: string | undefined, options: StatusOptio
     });
   }
   if (options.follow) {
+    // Ctrl-C (or SIGTERM) stops following; the build itself goes on. A second signal ends the process.
     const controller = new AbortController();
-    const onSigint = () => controller.abort();
-    process.once('SIGINT', onSigint);
+    const removeSignalHandlers = onShutdownSignals({ graceful: () => controller.abort() });
     try {
       await source.streamLog(id, true, (text) => io.stdout.write(text), controller.signal);
     } finally {
-      process.removeListener('SIGINT', onSigint);
+      removeSignalHandlers();
     }
     const final = (await source.get(id)) ?? record;
     if (options.json) io.stdout.write(`${JSON.stringify(final, null, 2)}\n`);
@@ -134,7 +137,7 @@ function localSource(config: Awaited<ReturnType<typeof loadCliConfig>>): BuildSo
           }
         }
         if (finished || signal.aborted) return;
-        await new Promise((r) => setTimeout(r, 250));
+        await sleep(LOG_POLL_MS, signal);
       }
     },
   };
