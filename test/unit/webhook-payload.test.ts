@@ -28,6 +28,135 @@ const jobOf = (decision: WebhookDecision) => {
   return decision.job;
 };
 
+// ---- near-valid pushes, for the property over random payloads ----
+
+const hexSha = fc.stringMatching(/^[0-9a-fA-F]{40}$/).filter((sha) => !/^0+$/.test(sha));
+const ownerOrName = fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9_-]{0,19}$/);
+const refPart = fc.stringMatching(/^[a-z0-9_][a-z0-9_-]{0,11}$/);
+const notAString = fc.jsonValue().filter((value) => typeof value !== 'string');
+const notAnObject = fc.jsonValue().filter((value) => typeof value !== 'object' || value === null || Array.isArray(value));
+
+/** A push that builds: the fields decideWebhook reads, as GitHub sends them. */
+const buildingPush = fc
+  .record({
+    host: fc.constantFrom('github.com', 'git.example.com'),
+    owner: ownerOrName,
+    name: ownerOrName,
+    ref: fc.oneof(
+      fc.tuple(refPart, fc.option(refPart, { nil: undefined })).map(([a, b]) => `refs/heads/${b === undefined ? a : `${a}/${b}`}`),
+      fc.tuple(fc.nat(20), fc.nat(20)).map(([major, minor]) => `refs/tags/v${major}.${minor}`),
+    ),
+    before: fc.oneof(hexSha, fc.constant(ZERO_SHA)),
+    after: hexSha,
+    dotGit: fc.boolean(),
+    pusher: fc.option(fc.string({ maxLength: 20 }), { nil: undefined }),
+    message: fc.option(fc.string({ maxLength: 60 }), { nil: undefined }),
+  })
+  .map(({ host, owner, name, ref, before, after, dotGit, pusher, message }) => {
+    const fullName = `${owner}/${name}`;
+    return {
+      ref,
+      before,
+      after,
+      deleted: false,
+      repository: { full_name: fullName, clone_url: `https://${host}/${fullName}${dotGit ? '.git' : ''}`, html_url: `https://${host}/${fullName}`, name },
+      ...(pusher !== undefined ? { pusher: { name: pusher } } : {}),
+      ...(message !== undefined ? { head_commit: { id: after, message } } : {}),
+    } as Record<string, any>;
+  });
+
+interface Mutation {
+  what: string;
+  /** Changes the push in place; returns whether it must still build. */
+  apply: (payload: Record<string, any>) => boolean;
+}
+
+const REQUIRED = ['ref', 'before', 'after', 'repository', 'repository.full_name', 'repository.clone_url', 'repository.html_url'] as const;
+const OPTIONAL = ['pusher', 'pusher.name', 'head_commit', 'head_commit.message', 'deleted', 'repository.name'] as const;
+
+function parentOf(payload: Record<string, any>, path: string): [Record<string, any> | undefined, string] {
+  const keys = path.split('.');
+  let parent: any = payload;
+  for (const key of keys.slice(0, -1)) parent = typeof parent === 'object' && parent !== null ? parent[key] : undefined;
+  return [typeof parent === 'object' && parent !== null ? parent : undefined, keys.at(-1)!];
+}
+const remove = (path: string) => (payload: Record<string, any>) => {
+  const [parent, key] = parentOf(payload, path);
+  if (parent) delete parent[key];
+};
+const set = (path: string, value: unknown) => (payload: Record<string, any>) => {
+  const [parent, key] = parentOf(payload, path);
+  if (parent) parent[key] = value;
+};
+const mutation = (what: string, change: (payload: Record<string, any>) => void, builds: boolean | ((payload: Record<string, any>) => boolean)): Mutation => ({
+  what,
+  apply: (payload) => {
+    change(payload);
+    return typeof builds === 'function' ? builds(payload) : builds;
+  },
+});
+
+const mutations: fc.Arbitrary<Mutation> = fc.oneof(
+  // Valid pushes that build.
+  {
+    weight: 5,
+    arbitrary: fc.oneof(
+      fc.constant(mutation('unchanged', () => undefined, true)),
+      fc.tuple(fc.stringMatching(/^x_[a-z_]{1,10}$/), fc.jsonValue()).map(([key, value]) => mutation(`extra field ${key}`, set(key, value), true)),
+      fc.constantFrom(...OPTIONAL).map((path) => mutation(`optional ${path} removed`, remove(path), true)),
+      fc.tuple(fc.constantFrom(...OPTIONAL), fc.jsonValue()).map(([path, value]) =>
+        // `deleted: true` is a branch deletion, which builds nothing; any other value is no deletion.
+        mutation(`optional ${path} = ${JSON.stringify(value)?.slice(0, 40)}`, set(path, value), path !== 'deleted' || value !== true),
+      ),
+      fc.constantFrom('after', 'before').map((path) =>
+        mutation(`${path} in upper case`, (p) => set(path, String(p[path]).toUpperCase())(p), true),
+      ),
+    ),
+  },
+  // Pushes that must never build.
+  {
+    weight: 5,
+    arbitrary: fc.oneof(
+      fc.constantFrom(...REQUIRED).map((path) => mutation(`required ${path} removed`, remove(path), false)),
+      fc.tuple(fc.constantFrom(...REQUIRED), notAString, notAnObject).map(([path, value, nonObject]) =>
+        mutation(`required ${path} retyped`, set(path, path === 'repository' ? nonObject : value), false),
+      ),
+      fc.tuple(fc.constantFrom('after', 'before'), fc.constantFrom('short', 'long', 'not hex')).map(([path, how]) =>
+        mutation(`${path} ${how}`, (p) => {
+          const sha = String(p[path]);
+          set(path, how === 'short' ? sha.slice(1) : how === 'long' ? `${sha}0` : `g${sha.slice(1)}`)(p);
+        }, false),
+      ),
+      fc.constant(mutation('after all zeros (a deletion)', set('after', ZERO_SHA), false)),
+      fc.constant(mutation('deleted: true', set('deleted', true), false)),
+      fc.constantFrom('..', ' x', '~1', '^', ':', '?', '*', '[', '\\', '.lock', '/', '//x', '@{x', '.').map((bad) =>
+        mutation(`ref with ${JSON.stringify(bad)}`, (p) => set('ref', `${p.ref}${bad}`)(p), false),
+      ),
+      fc.constantFrom('refs/pull/1/head', 'main', 'refs/remotes/origin/main', '').map((ref) => mutation(`ref ${ref || 'empty'}`, set('ref', ref), false)),
+      fc.constantFrom('no-slash', 'a/b/c', 'a/..', 'a/.', 'a b/c', 'a/c;d', '/c').map((name) => mutation(`full_name ${name}`, set('repository.full_name', name), false)),
+      fc.constantFrom(
+        (u: string) => u.replace(/^https:\/\/[^/]+/, 'https://evil.example.com'),
+        (u: string) => u.replace('https://', 'https://user:pw@'),
+        (u: string) => `${u}?x=1`,
+        (u: string) => u.replace('https://', 'ssh://'),
+        (u: string) => u.replace(/\/[^/]+?(\.git)?$/, '/other$1'),
+        () => 'not a url',
+      ).map((change) => mutation(`clone_url changed`, (p) => set('repository.clone_url', change(p.repository.clone_url))(p), false)),
+      fc.constantFrom(
+        (u: string) => u.replace(/^https:\/\/[^/]+/, 'https://evil.example.com'),
+        (u: string) => `${u}/tree/main`,
+        (u: string) => u.replace(/\/[^/]+$/, '/other'),
+      ).map((change) => mutation(`html_url changed`, (p) => set('repository.html_url', change(p.repository.html_url))(p), false)),
+    ),
+  },
+);
+
+/** A valid push with one mutation, and whether it must build. */
+const nearValidPush = fc.tuple(buildingPush, mutations).map(([payload, m]) => {
+  const builds = m.apply(payload);
+  return { payload: payload as unknown, builds, what: m.what };
+});
+
 describe('real GitHub payloads', () => {
   it('a branch push becomes the BuildJob specified', () => {
     const job = jobOf(push(fixture('push')));
@@ -231,16 +360,39 @@ describe('payload parsing properties', () => {
   }
 
   it('random JSON never throws anything but InputError and never builds without the required fields', () => {
+    // Mostly near-valid pushes (a valid push with one field removed, retyped or made invalid, or
+    // left alone), some arbitrary JSON: each knows by construction whether it must build.
+    const cases = fc.oneof({ weight: 9, arbitrary: nearValidPush }, { weight: 1, arbitrary: fc.jsonValue().map((value) => ({ payload: value as unknown, builds: false, what: 'random JSON' })) });
     fc.assert(
-      fc.property(fc.jsonValue(), (value) => {
+      fc.property(cases, ({ payload, builds, what }) => {
+        let decision: WebhookDecision | undefined;
         try {
-          const decision = push(value);
-          expect(decision.kind).not.toBe('job');
+          decision = push(payload);
         } catch (err) {
-          expect(err).toBeInstanceOf(InputError);
+          expect(err, what).toBeInstanceOf(InputError);
         }
+        if (!builds) {
+          expect(decision?.kind, what).not.toBe('job');
+          return;
+        }
+        expect(decision?.kind, what).toBe('job');
+        // It builds what the payload names.
+        const sent = payload as Record<string, any>;
+        expect(jobOf(decision!).repository).toMatchObject({ fullName: sent.repository.full_name, cloneUrl: sent.repository.clone_url, ref: sent.ref, commit: sent.after.toLowerCase() });
       }),
+      { numRuns: 500 },
     );
+    // A meaningful share of the draws are valid pushes that build, as decideWebhook itself says.
+    const drawn = fc.sample(cases, { numRuns: 1_000, seed: 14 });
+    const built = drawn.filter(({ payload }) => {
+      try {
+        return push(payload).kind === 'job';
+      } catch {
+        return false;
+      }
+    });
+    expect(built.length).toBeGreaterThan(drawn.length * 0.3);
+    expect(built.length).toBeLessThan(drawn.length * 0.7);
   });
 });
 
