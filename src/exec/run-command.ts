@@ -5,13 +5,9 @@
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
-import {
-  CancelledError,
-  CommandFailedError,
-  ToolUnavailableError,
-  isOciBuildError,
-} from '../core/errors.js';
+import { CommandFailedError, ToolUnavailableError } from '../core/errors.js';
 import type { LogSink } from '../core/ports.js';
+import { abortError, sleep } from '../core/retry.js';
 import { secretMasker } from '../core/secrets.js';
 
 export interface RunOptions {
@@ -52,6 +48,8 @@ export interface RunResult {
 
 /** The last lines of stderr (or stdout), for an error message. */
 const TAIL_LINES = 20;
+/** How often a group being killed is looked at until its last member is gone. */
+const GROUP_EXIT_POLL_MS = 20;
 
 export type CommandRunner = (file: string, args: readonly string[], options?: RunOptions) => Promise<RunResult>;
 
@@ -60,7 +58,7 @@ export const runCommand: CommandRunner = (file, args, options = {}) => {
   const killGraceMs = options.killGraceMs ?? 10_000;
   const mask = secretMasker(options.secrets);
   const name = options.displayName ?? file;
-  if (options.signal?.aborted) return Promise.reject(abortReason(options.signal, name));
+  if (options.signal?.aborted) return Promise.reject(abortError(options.signal, name));
 
   return (async () => {
     // execa is imported on first use: commands that run nothing never pay for loading it.
@@ -154,7 +152,7 @@ export const runCommand: CommandRunner = (file, args, options = {}) => {
     }
     out.flush();
     err.flush();
-    if (aborted) throw abortReason(options.signal!, name);
+    if (aborted) throw abortError(options.signal!, name);
     const spawnError = (result as { code?: string }).code;
     if (result.exitCode === undefined && spawnError) {
       if (spawnError === 'ENOENT') {
@@ -223,14 +221,8 @@ function hasLiveMember(pgid: number): boolean {
 async function waitForGroupExit(pgid: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (groupAlive(pgid) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(GROUP_EXIT_POLL_MS);
   }
-}
-
-function abortReason(signal: AbortSignal, name: string): Error {
-  const reason: unknown = signal.reason;
-  if (isOciBuildError(reason)) return reason;
-  return new CancelledError(`${name} was cancelled`);
 }
 
 function osSignalNumber(signal: NodeJS.Signals): number | undefined {
