@@ -63,11 +63,6 @@ export class JobEnqueuer {
 
   constructor(private readonly options: JobEnqueuerOptions) {}
 
-  /** Records whose settle is still to be retried (for tests and logs). */
-  get unsettledCount(): number {
-    return this.unsettled.size;
-  }
-
   /**
    * Queues the job of a push (`pushKey`: pushClaimKey). `onDecided` is told the result as soon as
    * it is known, before any clean-up that follows it (a replay's record is forgotten after), so a
