@@ -169,16 +169,31 @@ export interface ImageBuilder {
 
 // ---- record ----
 
+/** What a listing selects (core/build-list.ts holds the one rule every store applies). */
 export interface BuildListFilter {
+  /**
+   * At most this many records (the newest). Undefined: every match. A positive whole number only:
+   * 0, a negative number or a fraction is refused with an InputError (callers that take a count
+   * from a user, `status --limit` and `GET /builds?limit`, check it and default it themselves).
+   */
   limit?: number;
+  /** Repository full name (`owner/name`), compared case-insensitively as GitHub does. */
   repo?: string;
+  /** Branch name, exactly. */
   branch?: string;
   status?: JobStatus;
 }
 
+/**
+ * Where BuildRecords live: the file store (`build`, `status`), the KV bucket (the daemons), the
+ * memory fake; test/integration/build-store-contract.test.ts runs one suite against all three.
+ */
 export interface BuildStore {
+  /** Writes the record whole, replacing any record with its id; a reader never sees part of it. */
   put(record: BuildRecord): Promise<void>;
+  /** The record with this id, or undefined when there is none. */
   get(id: string): Promise<BuildRecord | undefined>;
+  /** The records matching `filter`, newest `createdAt` first (ties: the greater id first). */
   list(filter?: BuildListFilter): Promise<BuildRecord[]>;
 }
 
