@@ -12,6 +12,7 @@ import {
   isOciBuildError,
 } from './errors.js';
 import { imageLabels, imageRepository, imageTags } from './naming.js';
+import { RecordWriter, initialRecord, summarize, withJobRefNames } from './pipeline-record.js';
 import type { BuildLog, PhaseContext, PipelineDeps, SourceCheckout } from './ports.js';
 import { systemClock } from './ports.js';
 import type {
@@ -21,10 +22,10 @@ import type {
   PhaseMetric,
   PhaseName,
   Project,
-  ProjectSummary,
-  RepositoryInfo,
   Workspace,
 } from './types.js';
+
+export { RecordWriter, initialRecord } from './pipeline-record.js';
 
 export interface PipelineOptions {
   /** Cancels the build (SIGINT, superseded by a newer push). */
@@ -37,20 +38,6 @@ export interface PipelineResult {
   record: BuildRecord;
   /** Set when the build did not succeed; its exitCode is the CLI's. */
   error?: OciBuildError;
-}
-
-/** Builds the record a job starts with (status `queued`). */
-export function initialRecord(job: BuildJob): BuildRecord {
-  return {
-    id: job.id,
-    status: 'queued',
-    trigger: job.trigger,
-    ...(job.deliveryId ? { deliveryId: job.deliveryId } : {}),
-    repository: { fullName: job.repository?.fullName ?? '', ...job.repository },
-    createdAt: job.createdAt,
-    phases: [],
-    images: [],
-  };
 }
 
 class PhaseFailure extends Error {
@@ -309,74 +296,6 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     await writer.flush();
   }
   return failure ? { record, error: failure } : { record };
-}
-
-/**
- * Writes a changing record in the background, one write at a time: a change made while a write is
- * in flight is written after it (the latest state wins, intermediate ones may be skipped).
- * flush() writes the final state and waits for it. The last write's failure is rethrown by flush()
- * and by throwIfFailed() until a later write succeeds.
- */
-export class RecordWriter {
-  private pending = false;
-  private running: Promise<void> | undefined;
-  private failure: { error: unknown } | undefined;
-
-  constructor(private readonly write: () => Promise<void>) {}
-
-  schedule(): void {
-    this.pending = true;
-    this.running ??= this.drain();
-  }
-
-  throwIfFailed(): void {
-    if (this.failure) throw this.failure.error;
-  }
-
-  async flush(): Promise<void> {
-    this.schedule();
-    await this.running;
-    this.throwIfFailed();
-  }
-
-  private async drain(): Promise<void> {
-    while (this.pending) {
-      this.pending = false;
-      try {
-        await this.write();
-        // A later state stored after a failed write: the record is whole again.
-        this.failure = undefined;
-      } catch (error) {
-        this.failure = { error };
-      }
-    }
-    this.running = undefined;
-  }
-}
-
-/**
- * A webhook job builds the pushed commit by its SHA; the branch or tag it was pushed to comes from
- * the payload. Those names are kept when the source checked out that very commit.
- */
-function withJobRefNames(repository: RepositoryInfo, job: BuildJob): RepositoryInfo {
-  const known = job.repository;
-  if (!known || (known.commit && known.commit !== repository.commit)) return repository;
-  if (repository.branch || repository.tag) return repository;
-  return {
-    ...repository,
-    ...(known.ref ? { ref: known.ref } : {}),
-    ...(known.branch ? { branch: known.branch } : {}),
-    ...(known.tag ? { tag: known.tag } : {}),
-  };
-}
-
-function summarize(project: Project): ProjectSummary {
-  return {
-    name: project.name,
-    ...(project.language ? { language: project.language } : {}),
-    root: project.root,
-    built: false,
-  };
 }
 
 function throwIfAborted(signal: AbortSignal): void {
