@@ -6,7 +6,7 @@
 import { mkdir, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
-import { abortError, sleep } from '../core/retry.js';
+import { abortError, backoffDelay, sleep, type BackoffPolicy } from '../core/retry.js';
 
 export interface LockOptions {
   signal?: AbortSignal;
@@ -19,6 +19,8 @@ export interface LockOptions {
 const chains = new Map<string, Promise<unknown>>();
 
 const DEFAULT_STALE_MS = 10 * 60_000;
+/** Between looks at a held lock: 20–40 ms, doubling, up to 500–1000 ms. */
+const LOCK_WAIT_BACKOFF: BackoffPolicy = { baseMs: 40, maxMs: 1000, jitter: 0.5 };
 
 /** Runs `fn` while holding the lock `lockPath` (in this process and across processes). */
 export async function withLock<T>(lockPath: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
@@ -73,10 +75,9 @@ export async function withLockIfFree<T>(
 
 async function acquireFileLock(lockPath: string, options: LockOptions): Promise<() => Promise<void>> {
   const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
-  let delay = 20;
   let waited = false;
   await mkdir(dirname(lockPath), { recursive: true });
-  for (;;) {
+  for (let round = 0; ; round++) {
     if (options.signal?.aborted) throw abortError(options.signal, `Waiting for the lock ${lockPath}`);
     const attempt = await tryAcquireFileLock(lockPath, staleMs);
     if ('release' in attempt) return attempt.release;
@@ -84,8 +85,7 @@ async function acquireFileLock(lockPath: string, options: LockOptions): Promise<
       waited = true;
       options.onWait?.(attempt.holder);
     }
-    await sleep(delay + Math.random() * delay, options.signal, { onAbort: 'reject' });
-    delay = Math.min(delay * 2, 500);
+    await sleep(backoffDelay(round, LOCK_WAIT_BACKOFF), options.signal, { onAbort: 'reject' });
   }
 }
 
