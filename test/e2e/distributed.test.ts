@@ -3,7 +3,7 @@
 // real buildah and a real registry. A signed GitHub push goes in; an image comes out.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -105,6 +105,23 @@ async function finished(id: string): Promise<BuildRecord> {
   return record!;
 }
 
+/** Copies an image out of the registry (skopeo, an OCI layout), unpacks its layers into one root and runs `check` on it. */
+async function withPulledImage(reference: string, check: (root: string) => void): Promise<void> {
+  const dir = await tempDir('oci-build-pulled-');
+  try {
+    const layout = join(dir.path, 'layout');
+    const root = join(dir.path, 'root');
+    mkdirSync(root);
+    execFileSync('skopeo', ['copy', '--src-tls-verify=false', `docker://${reference}`, `dir:${layout}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const manifest = JSON.parse(readFileSync(join(layout, 'manifest.json'), 'utf8')) as { layers: Array<{ digest: string }> };
+    expect(manifest.layers.length).toBeGreaterThan(0);
+    for (const layer of manifest.layers) execFileSync('tar', ['-x', '-C', root, '-f', join(layout, layer.digest.replace(/^sha256:/, ''))]);
+    check(root);
+  } finally {
+    await dir.cleanup();
+  }
+}
+
 async function served(name: string): Promise<FixtureRepo> {
   const repo = await fixtureRepo(name);
   repos.push(repo);
@@ -182,6 +199,11 @@ describe('webhook → worker → registry', () => {
     expect(record.status, JSON.stringify(record.error)).toBe('succeeded');
     expect(record.images[0]?.pushed).toBe(true);
     expect(record.projects?.[0]?.language).toBe('java');
+    // What the registry holds: the jar, and it runs (the image is FROM scratch: the host's java).
+    await withPulledImage(`${record.images[0]!.repository}:main`, (root) => {
+      const jar = join(root, 'app', 'sample-java-repo-1.0.0.jar');
+      expect(execFileSync('java', ['-cp', jar, 'dev.ocibuild.sample.App'], { encoding: 'utf8' }).trim()).toBe('Hello from sample-java-repo');
+    });
   });
 
   it.skipIf(!hasTool('dotnet'))('builds the .NET repository', async () => {
@@ -190,6 +212,11 @@ describe('webhook → worker → registry', () => {
     expect(record.status, JSON.stringify(record.error)).toBe('succeeded');
     expect(record.images[0]?.pushed).toBe(true);
     expect(record.projects?.[0]?.language).toBe('dotnet');
+    await withPulledImage(`${record.images[0]!.repository}:main`, (root) => {
+      const dll = join(root, 'app', 'sample-dotnet-repo.dll');
+      const output = execFileSync('dotnet', [dll], { encoding: 'utf8', env: { ...process.env, DOTNET_CLI_TELEMETRY_OPTOUT: '1', DOTNET_NOLOGO: '1' } });
+      expect(output.trim()).toBe('Hello from sample-dotnet-repo');
+    });
   });
 
   it('a second Maven build on the same worker reuses the dependency cache', async () => {
