@@ -15,7 +15,7 @@ import { backoffDelay, sleep } from '../core/retry.js';
 import { onShutdownSignals } from '../exec/shutdown-signals.js';
 import { handleDelivery, type DeliveryHost } from './job-delivery.js';
 import { supersedeMessage, type ActiveJob, type WorkerStats } from './settlement.js';
-import { compileWorkerOptions, retryBackoffMs, type CompiledWorkerOptions, type WorkerLogger, type WorkerOptions } from './worker-options.js';
+import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerLogger, type WorkerOptions } from './worker-options.js';
 
 export type WorkerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
 
@@ -264,10 +264,6 @@ export class Worker implements DeliveryHost {
 
   isTracked(seq: number): boolean {
     return this.active.has(seq);
-  }
-
-  retryDelay(delivery: number): number {
-    return retryBackoffMs(delivery, this.options);
   }
 }
 
