@@ -194,8 +194,18 @@ describe('KvBuildStore', () => {
     const done = (async () => {
       for await (const r of store.watch('w1', new AbortController().signal)) seen.push(r.status);
     })();
-    await new Promise((r) => setTimeout(r, 100));
+    // The bucket keeps one revision per key: a write replaces the one before it, so a watcher
+    // still behind (a loaded machine) never sees an update overwritten before its delivery. Each
+    // update is written once the watcher has yielded the one before.
+    const yielded = async (n: number) => {
+      for (let waited = 0; seen.length < n; waited += 10) {
+        if (waited > 10_000) throw new Error(`the watch yielded ${JSON.stringify(seen)} in 10 s`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await yielded(1);
     await store.put(record('w1', { status: 'running' }));
+    await yielded(2);
     await store.put(record('w1', { status: 'succeeded' }));
     await done;
     expect(seen).toEqual(['queued', 'running', 'succeeded']);
