@@ -44,7 +44,10 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
   const origin = await git.getConfig({ fs, dir: root, path: 'remote.origin.url' }).catch(() => undefined);
   let fullName = basename(dir);
   let cloneUrl: string | undefined;
-  if (typeof origin === 'string' && origin.length > 0) {
+  // A clone of a directory (`git clone /srv/main`, `file://…`) names no repository anyone else can
+  // fetch: it is named like a repository without a remote, after the directory built, and its path
+  // goes into no label (it differs between machines, so the image digest would too).
+  if (typeof origin === 'string' && origin.length > 0 && !isFilesystemPath(origin)) {
     try {
       const location = parseRemoteUrl(origin);
       fullName = location.fullName;
@@ -153,4 +156,16 @@ async function worktreeChanges(root: string, cache: object, filepaths?: string[]
     changed.push(file);
   }
   return changed;
+}
+
+/**
+ * Whether a remote URL is a path on this machine, as Git reads it: `file://…`, or anything that is
+ * neither a URL with a scheme nor scp-like `host:path` (whose colon comes before any slash).
+ */
+export function isFilesystemPath(remote: string): boolean {
+  if (/^file:/i.test(remote)) return true;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(remote)) return false;
+  const colon = remote.indexOf(':');
+  const slash = remote.indexOf('/');
+  return colon === -1 || (slash !== -1 && slash < colon);
 }

@@ -1,11 +1,13 @@
 // A local directory as the source: metadata read with isomorphic-git from real repositories.
 
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InputError } from '../../src/core/errors.js';
 import type { PhaseContext } from '../../src/core/ports.js';
 import type { BuildJob } from '../../src/core/types.js';
+import { isFilesystemPath } from '../../src/git/local-source.js';
 import { createSourceProvider } from '../../src/git/source-provider.js';
 import { git, tempDir, type TempDir } from '../helpers/fixtures.js';
 import { workRepo } from '../helpers/git-http-server.js';
@@ -60,6 +62,24 @@ describe('git source: local directory', () => {
     expect(result.repository.fullName).toBe('acme/widget');
     expect(result.repository.cloneUrl).toBe('https://github.example/acme/widget.git');
     expect(JSON.stringify(result.repository)).not.toContain('s3cr3t');
+  });
+
+  it('names a clone of a directory after the directory built, not the origin path\'s last segments', async () => {
+    const t = await temp();
+    const upstream = await workRepo(t, 'main');
+    upstream.commit({ 'a.txt': 'a' });
+    for (const [origin, into] of [[upstream.dir, 'api'], [`${upstream.dir}/.`, 'api-dot'], [`file://${upstream.dir}`, 'api-file'], ['../main', 'api-relative']] as const) {
+      const dir = join(t.path, into);
+      execFileSync('git', ['clone', '-q', upstream.dir, dir]);
+      execFileSync('git', ['-C', dir, 'remote', 'set-url', 'origin', origin]);
+      const result = await checkout(dir);
+      expect(result.repository.fullName, origin).toBe(into);
+      expect(result.repository.cloneUrl, origin).toBeUndefined();
+    }
+    // scp-like and URL remotes still name owner/name.
+    expect(isFilesystemPath('git@github.com:acme/widget.git')).toBe(false);
+    expect(isFilesystemPath('ssh://git@github.com/acme/widget.git')).toBe(false);
+    expect(isFilesystemPath('./widget')).toBe(true);
   });
 
   it('reports a detached HEAD without a branch', async () => {
