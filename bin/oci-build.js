@@ -3,6 +3,14 @@
 // dist/bundle is dist/cli bundled (scripts/bundle.mjs): one file per command, loaded much faster.
 import { main } from '../dist/bundle/main.js';
 
+// `oci-build status | head` closes the pipe early: that ends the command, it is no error to report.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 const code = await main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,

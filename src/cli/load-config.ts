@@ -1,13 +1,18 @@
-import { loadConfig, readConfigFile, type Config, type RawConfig } from '../config/config.js';
+import { loadConfigWithSources, readConfigFile, type Config, type ConfigEntry, type RawConfig } from '../config/config.js';
 import { registerSecrets } from '../core/secrets.js';
 import type { CliIO } from './io.js';
 
 /** The configuration for a command: its -c file (or ./oci-build.config.yaml), the environment, its flags. */
 export async function loadCliConfig(configPath: string | undefined, io: CliIO, flags: RawConfig = {}): Promise<Config> {
+  return (await loadCliConfigWithSources(configPath, io, flags)).config;
+}
+
+/** The same, with where each value came from (`oci-build config show`). */
+export async function loadCliConfigWithSources(configPath: string | undefined, io: CliIO, flags: RawConfig = {}): Promise<{ config: Config; entries: ConfigEntry[] }> {
   const file = readConfigFile({ cwd: io.cwd, ...(configPath !== undefined ? { path: configPath } : {}) });
-  const config = await loadConfig({ ...(file ? { file } : {}), env: io.env, flags: prune(flags), cwd: io.cwd });
-  registerConfigSecrets(config, io.env);
-  return config;
+  const loaded = await loadConfigWithSources({ ...(file ? { file } : {}), env: io.env, flags: prune(flags), cwd: io.cwd });
+  registerConfigSecrets(loaded.config, io.env);
+  return loaded;
 }
 
 /**

@@ -135,6 +135,30 @@ Examples:
     });
 
   program
+    .command('config')
+    .summary('show the configuration, and where each value came from')
+    .description('Configuration commands.')
+    .command('show')
+    .description(
+      'Print every configuration key with the value a command would use and where it came from: a flag, an environment variable (named), the config file (named) or the default. Secrets are shown only as set (***).',
+    )
+    .addOption(configOption())
+    .addOption(jsonOption())
+    .addOption(workDirOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ oci-build config show                            # this directory's oci-build.config.yaml, the environment, the defaults
+  $ OCI_BUILD_WORKER_CONCURRENCY=4 oci-build config show -c /etc/oci-build/config.yaml
+  $ oci-build config show --json | jq '.settings[] | select(.source != "default")'`,
+    )
+    .action(async (options) => {
+      const { configShowCommand } = await import('./commands/config.js');
+      setExit(await configShowCommand(options, io));
+    });
+
+  program
     .command('doctor')
     .summary('check buildah, git, toolchains, storage, NATS and the registry')
     .description('Check what oci-build needs on this machine, one line per check, each with the fix.')

@@ -8,6 +8,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import { parseHostEntry } from '../core/hosts.js';
 import { CONFIG_SCHEMA, envLayer, mergeLayers, sourceOf, type ConfigOrigin } from './config-layers.js';
+import { explainConfig, type ConfigEntry } from './config-explain.js';
 import { configValidator, type ConfigValidator } from './config-validator.js';
 import { parseDuration } from './duration.js';
 
@@ -115,6 +116,7 @@ export const DEFAULTS = {
 
 export const DEFAULT_CONFIG_FILE = 'oci-build.config.yaml';
 export { CONFIG_SCHEMA, ENV_PREFIX, configLeaves, envName, type ConfigLeaf } from './config-layers.js';
+export type { ConfigEntry } from './config-explain.js';
 
 export interface ConfigFile {
   path: string;
@@ -157,6 +159,15 @@ async function parseYaml(text: string): Promise<unknown> {
 
 /** Loads and validates the configuration. Throws ConfigError listing every problem. */
 export async function loadConfig(sources: ConfigSources): Promise<Config> {
+  return parseConfig({ ...sources, fileData: await parseFileData(sources) });
+}
+
+/** The configuration and where each of its values came from (`oci-build config show`). */
+export async function loadConfigWithSources(sources: ConfigSources): Promise<{ config: Config; entries: ConfigEntry[] }> {
+  return resolveConfig({ ...sources, fileData: await parseFileData(sources) });
+}
+
+async function parseFileData(sources: ConfigSources): Promise<unknown> {
   let fileData: unknown;
   if (sources.file) {
     try {
@@ -167,11 +178,15 @@ export async function loadConfig(sources: ConfigSources): Promise<Config> {
       ]);
     }
   }
-  return parseConfig({ ...sources, fileData });
+  return fileData;
 }
 
 /** Pure: merges defaults, file, environment and flags, validates, compiles. */
 export function parseConfig(sources: ConfigSources & { fileData?: unknown }): Config {
+  return resolveConfig(sources).config;
+}
+
+function resolveConfig(sources: ConfigSources & { fileData?: unknown }): { config: Config; entries: ConfigEntry[] } {
   const issues: ConfigIssue[] = [];
   const fileLabel = sources.file ? `file ${sources.file.path}` : 'file';
 
@@ -192,7 +207,15 @@ export function parseConfig(sources: ConfigSources & { fileData?: unknown }): Co
       hint: 'Fix the keys listed above; the documented defaults are in oci-build.config.yaml and the schema in schema/oci-build.config.schema.json.',
     });
   }
-  return compile(merged as RawConfig, sources);
+  const config = compile(merged as RawConfig, sources);
+  let entries: ConfigEntry[] | undefined;
+  return {
+    config,
+    // Computed only when asked for: every command parses its configuration, one shows it.
+    get entries() {
+      return (entries ??= explainConfig(merged, origin, config, DEFAULTS));
+    },
+  };
 }
 
 function validate(data: Record<string, unknown>, origin: ConfigOrigin, issues: ConfigIssue[]): void {

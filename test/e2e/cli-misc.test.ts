@@ -63,6 +63,37 @@ describe('oci-build', () => {
   });
 });
 
+describe('oci-build config show', () => {
+  it('names each value\'s source (flag, environment variable, file, default) and shows secrets only as set', async () => {
+    const file = join(sandbox.path, 'show.yaml');
+    writeFileSync(file, 'worker:\n  concurrency: 3\ngit:\n  token: ghp_config_show_secret_1234\nbuild:\n  env: { GOFLAGS: -mod=vendor }\n');
+    const run = await runCli(['config', 'show', '-c', file, '--work-dir', join(sandbox.path, 'w'), '--json'], {
+      env: { ...env, OCI_BUILD_SERVER_PORT: '9090', OCI_BUILD_NATS_URL: 'nats://bot:nats-pass-1234@127.0.0.1:4222' },
+    });
+    expect(run.code, run.stderr).toBe(0);
+    const { configFile, settings } = JSON.parse(run.stdout) as { configFile: string; settings: Array<{ key: string; env?: string; value: unknown; source: string }> };
+    const byKey = new Map(settings.map((s) => [s.key, s]));
+    expect(configFile).toBe(file);
+    expect(byKey.get('workDir')).toMatchObject({ value: join(sandbox.path, 'w'), source: 'flags' });
+    expect(byKey.get('server.port')).toMatchObject({ value: 9090, source: 'OCI_BUILD_SERVER_PORT', env: 'OCI_BUILD_SERVER_PORT' });
+    expect(byKey.get('worker.concurrency')).toMatchObject({ value: 3, source: `file ${file}` });
+    expect(byKey.get('build.timeout')).toMatchObject({ value: '30m', source: 'default' });
+    expect(byKey.get('build.env')).toMatchObject({ value: { GOFLAGS: '-mod=vendor' }, source: `file ${file}` });
+    expect(byKey.get('git.token')).toMatchObject({ value: '***', source: `file ${file}` });
+    expect(byKey.get('nats.url')?.value).toBe('nats://bot:***@127.0.0.1:4222');
+    expect(run.stdout).not.toContain('ghp_config_show_secret_1234');
+    expect(run.stdout).not.toContain('nats-pass-1234');
+    // Every key of the schema is there.
+    for (const key of ['server.allowedHosts', 'git.tokenHosts', 'build.sandbox', 'image.authFile']) expect(byKey.has(key), key).toBe(true);
+
+    const text = await runCli(['config', 'show', '-c', file], { env });
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^worker\.concurrency +3 +file /m);
+    expect(text.stdout).toMatch(/^image\.registry +\(not set\) +default$/m);
+    expect(text.stdout).not.toContain('ghp_config_show_secret_1234');
+  });
+});
+
 describe('oci-build cache', () => {
   it('reports the size of each cache and cleans only old entries inside the cache', async () => {
     const cache = join(env.OCI_BUILD_WORK_DIR!, 'cache');
