@@ -48,3 +48,17 @@ function valueAt(data: unknown, path: string): unknown {
   }
   return node;
 }
+
+/**
+ * For the daemons' start-up log line: every key's value (secrets as `***`), and the source of those
+ * not left at their default.
+ */
+export function settingsForLog(entries: readonly ConfigEntry[]): { values: Record<string, unknown>; setBy: Record<string, string> } {
+  const values: Record<string, unknown> = {};
+  const setBy: Record<string, string> = {};
+  for (const entry of entries) {
+    values[entry.path] = entry.value ?? null;
+    if (entry.source !== 'default') setBy[entry.path] = entry.source;
+  }
+  return { values, setBy };
+}

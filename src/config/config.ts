@@ -116,7 +116,7 @@ export const DEFAULTS = {
 
 export const DEFAULT_CONFIG_FILE = 'oci-build.config.yaml';
 export { CONFIG_SCHEMA, ENV_PREFIX, configLeaves, envName, type ConfigLeaf } from './config-layers.js';
-export type { ConfigEntry } from './config-explain.js';
+export { settingsForLog, type ConfigEntry } from './config-explain.js';
 
 export interface ConfigFile {
   path: string;
@@ -184,6 +184,11 @@ async function parseFileData(sources: ConfigSources): Promise<unknown> {
 /** Pure: merges defaults, file, environment and flags, validates, compiles. */
 export function parseConfig(sources: ConfigSources & { fileData?: unknown }): Config {
   return resolveConfig(sources).config;
+}
+
+/** parseConfig, with where each value came from (`config show`, the daemons' start-up line). */
+export function parseConfigWithSources(sources: ConfigSources & { fileData?: unknown }): { config: Config; entries: ConfigEntry[] } {
+  return resolveConfig(sources);
 }
 
 function resolveConfig(sources: ConfigSources & { fileData?: unknown }): { config: Config; entries: ConfigEntry[] } {

@@ -10,7 +10,7 @@ import type { BuildRecord } from '../core/types.js';
 import { AttemptLogs, AttemptStore, DELIVERY_NOTE, JobReporter } from './job-attempt.js';
 import { decideOutcome, type Outcome, type OutcomeInput } from './outcome.js';
 import { acknowledge, settleFinal, settleRetry, storeRetry, supersedeMessage, type ActiveJob, type SettlementContext } from './settlement.js';
-import { retryBackoffMs, type CompiledWorkerOptions, type WorkerLogger } from './worker-options.js';
+import { retryBackoffMs, withImageOverrides, type CompiledWorkerOptions, type WorkerLogger } from './worker-options.js';
 
 /** What a delivery needs of the worker that took it. */
 export interface DeliveryHost extends SettlementContext {
@@ -133,7 +133,7 @@ async function runJob(host: DeliveryHost, active: ActiveJob, notes: string[]): P
       log.write(`==> delivery ${attempt} of ${options.maxDeliveries} on ${name}`, 'system');
       await log.close();
     }
-    result = await run(job, { ...adapters, store, logs, reporter, workerName: name }, { signal: active.controller.signal, timeoutMs: options.timeoutMs });
+    result = await run(withImageOverrides(job, options.imageOverrides), { ...adapters, store, logs, reporter, workerName: name }, { signal: active.controller.signal, timeoutMs: options.timeoutMs });
   } catch (err) {
     crash = err;
   }

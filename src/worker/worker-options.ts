@@ -7,7 +7,7 @@ import { UsageError } from '../core/errors.js';
 import type { PipelineOptions, PipelineResult } from '../core/pipeline.js';
 import { DEFAULT_CONSUMER_NAME, type BuildStore, type JobConsumer, type JobLogStore, type PipelineDeps, type Reporter, type WorkerRegistry } from '../core/ports.js';
 import { backoffDelay } from '../core/retry.js';
-import type { BuildJob } from '../core/types.js';
+import type { BuildJob, ImageOptions } from '../core/types.js';
 import type { Config } from '../config/config.js';
 
 /** The subset of pino the worker uses; tests hand in their own. */
@@ -73,6 +73,19 @@ export interface WorkerOptions extends WorkerPorts {
   consumerName?: string;
   /** How long the worker retries a status write while NATS is away (default 60 s). */
   storeRetryMs?: number;
+  /**
+   * image.* settings given to the worker itself (flags, environment, file; not defaults). A job
+   * carries serve's; these win over them, so a worker's own settings are never silently ignored.
+   */
+  imageOverrides?: ImageOverrides;
+}
+
+export type ImageOverrides = Partial<Pick<ImageOptions, 'registry' | 'push' | 'tlsVerify'>>;
+
+/** The job as this worker builds it: its own image.* settings over the ones serve put in the job. */
+export function withImageOverrides(job: BuildJob, overrides: ImageOverrides): BuildJob {
+  if (Object.keys(overrides).length === 0) return job;
+  return { ...job, image: { ...job.image, ...overrides } };
 }
 
 export interface CompiledWorkerOptions extends Required<Omit<WorkerOptions, 'runPipeline' | 'registry'>> {
@@ -116,6 +129,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     pullExpiresMs: int('pullExpiresMs', options.pullExpiresMs ?? 10_000, 1_000),
     consumerName: options.consumerName ?? DEFAULT_CONSUMER_NAME,
     storeRetryMs: int('storeRetryMs', options.storeRetryMs ?? 60_000, 0),
+    imageOverrides: options.imageOverrides ?? {},
     ...(options.runPipeline ? { runPipeline: options.runPipeline } : {}),
   };
   if (compiled.heartbeatMs >= ackWaitMs) problems.push(`heartbeatMs (${compiled.heartbeatMs}) must be shorter than ackWaitMs (${ackWaitMs})`);

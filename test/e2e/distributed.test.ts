@@ -172,6 +172,24 @@ afterAll(async () => {
 });
 
 describe('webhook → worker → registry', () => {
+  it('the worker logs its effective settings at start, secrets masked, and the image settings it was given itself', async () => {
+    // The daemons' logs are written in blocks, a quarter of a second apart.
+    await waitFor(() => workerLogLines().some((line) => line.msg === 'effective settings'), { timeoutMs: 10_000, intervalMs: 50, what: 'the worker to log its settings' });
+    const start = workerLogLines().find((line) => line.msg === 'effective settings') as
+      | { settings: { values: Record<string, unknown>; setBy: Record<string, string> } }
+      | undefined;
+    expect(start).toBeDefined();
+    expect(start!.settings.values['image.registry']).toBe(env.OCI_BUILD_IMAGE_REGISTRY);
+    expect(start!.settings.setBy['image.registry']).toBe('OCI_BUILD_IMAGE_REGISTRY');
+    expect(start!.settings.values['build.timeout']).toBe('30m');
+    expect(start!.settings.values['server.webhookSecret']).toBe('***');
+    expect((worker as ChildProcess & { output: () => string }).output()).not.toContain(SECRET);
+    expect(start!.settings.values['nats.user']).toBeNull();
+    expect(start!.settings.setBy['nats.user']).toBeUndefined();
+    const overrides = workerLogLines().find((line) => String(line.msg).includes('override what jobs carry')) as { imageOverrides: Record<string, unknown> } | undefined;
+    expect(overrides?.imageOverrides).toEqual({ registry: env.OCI_BUILD_IMAGE_REGISTRY, push: true, tlsVerify: false });
+  });
+
   it('builds a Go repository pushed to GitHub and pushes its image with both tags', async () => {
     const repo = await served('sample-go-repo');
     const id = await push(repo, 'sample-go-repo');

@@ -4,7 +4,9 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { ServiceUnavailableError } from '../../src/core/errors.js';
-import { initialRecord } from '../../src/core/pipeline.js';
+import { initialRecord, runPipeline } from '../../src/core/pipeline.js';
+import { parseConfigWithSources } from '../../src/config/config.js';
+import { imageOverridesOf } from '../../src/cli/commands/worker.js';
 import type { CodeBuilder, SourceProvider } from '../../src/core/ports.js';
 import type { BuildJob, BuildRecord, JobStatus } from '../../src/core/types.js';
 import { Worker, startWorker } from '../../src/worker/worker.js';
@@ -245,5 +247,43 @@ describe('Worker (fake consumer)', () => {
     ]);
     expect(t.builds).toEqual(['lost-ack']);
     expect((await t.store.get('lost-ack'))?.status).toBe('succeeded');
+  });
+});
+
+describe('image settings: the job carries serve\'s, the worker\'s own win', () => {
+  it('builds with the registry, push and TLS settings given to the worker, over the job\'s', async () => {
+    const seen: Array<BuildJob['image']> = [];
+    const t = setup(undefined, {
+      imageOverrides: { registry: 'worker.example:5000/team', tlsVerify: false },
+      runPipeline: (j, deps, o) => {
+        seen.push(j.image);
+        return runPipeline(j, deps, o);
+      },
+    });
+    await t.start('w1');
+    t.queue.publish({ ...job('img-1'), image: { registry: 'serve.example/team', push: true, tlsVerify: true, buildArgs: { A: '1' } } });
+    await t.statusOf('img-1', FINAL);
+    expect(seen).toEqual([{ registry: 'worker.example:5000/team', push: true, tlsVerify: false, buildArgs: { A: '1' } }]);
+  });
+
+  it('leaves the job as serve queued it when the worker was given none', async () => {
+    const seen: Array<BuildJob['image']> = [];
+    const t = setup(undefined, { runPipeline: (j, deps, o) => (seen.push(j.image), runPipeline(j, deps, o)) });
+    await t.start('w1');
+    t.queue.publish({ ...job('img-2'), image: { registry: 'serve.example/team', push: true, tlsVerify: true, buildArgs: {} } });
+    await t.statusOf('img-2', FINAL);
+    expect(seen).toEqual([{ registry: 'serve.example/team', push: true, tlsVerify: true, buildArgs: {} }]);
+  });
+
+  it('only keys set on the worker (flag, environment, file) override, never its defaults', () => {
+    const overrides = (sources: { env?: Record<string, string>; fileData?: unknown }) => {
+      const { config, entries } = parseConfigWithSources({ ...sources, home: '/home/w' });
+      return imageOverridesOf(config, entries);
+    };
+    expect(overrides({ env: { OCI_BUILD_IMAGE_REGISTRY: '127.0.0.1:5000/ci', OCI_BUILD_IMAGE_TLS_VERIFY: 'false' } })).toEqual({ registry: '127.0.0.1:5000/ci', tlsVerify: false });
+    expect(overrides({})).toEqual({});
+    expect(overrides({ fileData: { image: { push: true } } })).toEqual({ push: true });
+    // Set to its default value is still set: the worker's word.
+    expect(overrides({ env: { OCI_BUILD_IMAGE_TLS_VERIFY: 'true' } })).toEqual({ tlsVerify: true });
   });
 });

@@ -5,10 +5,11 @@
 import { ExitCode, type ExitCodeValue } from '../../core/errors.js';
 import { onShutdownSignals } from '../../exec/shutdown-signals.js';
 import type { CliIO } from '../io.js';
-import { loadCliConfig } from '../load-config.js';
+import { settingsForLog } from '../../config/config.js';
+import { loadCliConfigWithSources } from '../load-config.js';
 
 export async function serveCommand(options: { config?: string; host?: string; port?: number }, io: CliIO): Promise<ExitCodeValue> {
-  const config = await loadCliConfig(options.config, io, {
+  const { config, entries } = await loadCliConfigWithSources(options.config, io, {
     server: {
       ...(options.host ? { host: options.host } : {}),
       ...(options.port !== undefined ? { port: options.port } : {}),
@@ -17,6 +18,7 @@ export async function serveCommand(options: { config?: string; host?: string; po
   const { startServer } = await import('../../server/http-server.js');
   const { createLogger } = await import('../../log/logger.js');
   const logger = createLogger({ name: 'oci-build-serve' });
+  logger.info({ settings: settingsForLog(entries) }, 'effective settings');
   const server = await startServer({ config, logger });
 
   let removeSignalHandlers: (() => void) | undefined;
