@@ -1,5 +1,5 @@
 import { loadConfigWithSources, readConfigFile, type Config, type ConfigEntry, type RawConfig } from '../config/config.js';
-import { registerSecrets } from '../core/secrets.js';
+import { registerSecrets, urlSecrets } from '../core/secrets.js';
 import type { CliIO } from './io.js';
 
 /** The configuration for a command: its -c file (or ./oci-build.config.yaml), the environment, its flags. */
@@ -31,25 +31,6 @@ export function registerConfigSecrets(config: Config, env: Record<string, string
     ...config.nats.url.split(',').flatMap(urlSecrets),
     env.OCI_BUILD_API_TOKEN,
   ]);
-}
-
-/** The password of a URL, or its username when it has no password (a token alone). */
-function urlSecrets(text: string): string[] {
-  let url: URL;
-  try {
-    url = new URL(text.trim());
-  } catch {
-    return [];
-  }
-  const decode = (s: string) => {
-    try {
-      return decodeURIComponent(s);
-    } catch {
-      return s;
-    }
-  };
-  if (url.password !== '') return [decode(url.password), url.password];
-  return url.username !== '' ? [decode(url.username), url.username] : [];
 }
 
 /** Drops undefined leaves so an absent flag never overrides the environment or the file. */

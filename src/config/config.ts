@@ -164,7 +164,7 @@ export async function loadConfig(sources: ConfigSources): Promise<Config> {
 
 /** The configuration and where each of its values came from (`oci-build config show`). */
 export async function loadConfigWithSources(sources: ConfigSources): Promise<{ config: Config; entries: ConfigEntry[] }> {
-  return resolveConfig({ ...sources, fileData: await parseFileData(sources) });
+  return parseConfigWithSources({ ...sources, fileData: await parseFileData(sources) });
 }
 
 async function parseFileData(sources: ConfigSources): Promise<unknown> {
@@ -183,15 +183,11 @@ async function parseFileData(sources: ConfigSources): Promise<unknown> {
 
 /** Pure: merges defaults, file, environment and flags, validates, compiles. */
 export function parseConfig(sources: ConfigSources & { fileData?: unknown }): Config {
-  return resolveConfig(sources).config;
+  return parseConfigWithSources(sources).config;
 }
 
 /** parseConfig, with where each value came from (`config show`, the daemons' start-up line). */
 export function parseConfigWithSources(sources: ConfigSources & { fileData?: unknown }): { config: Config; entries: ConfigEntry[] } {
-  return resolveConfig(sources);
-}
-
-function resolveConfig(sources: ConfigSources & { fileData?: unknown }): { config: Config; entries: ConfigEntry[] } {
   const issues: ConfigIssue[] = [];
   const fileLabel = sources.file ? `file ${sources.file.path}` : 'file';
 

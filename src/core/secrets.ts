@@ -150,3 +150,25 @@ export function maskSecrets(text: string): string {
 export function secretMasker(extra?: ReadonlyArray<string | undefined>): (text: string) => string {
   return processSecrets.maskerWith(extra);
 }
+
+/**
+ * The secrets a URL carries: its password, or its username when it has none (`https://TOKEN@host/`,
+ * `nats://token@host`); a username beside a password is a name. Decoded and as written.
+ */
+export function urlSecrets(text: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    return [];
+  }
+  const decode = (s: string) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  };
+  if (url.password !== '') return [decode(url.password), url.password];
+  return url.username !== '' ? [decode(url.username), url.username] : [];
+}

@@ -15,7 +15,7 @@ import {
   ServiceUnavailableError,
 } from '../core/errors.js';
 import type { Clock, GitService, PhaseContext, SyncedRepository } from '../core/ports.js';
-import { maskSecrets, registerSecrets } from '../core/secrets.js';
+import { maskSecrets, registerSecrets, urlSecrets } from '../core/secrets.js';
 import type { Config } from '../config/config.js';
 import { withLock } from './lock.js';
 import { FULL_DEPTH, Mirror } from './mirror.js';
@@ -153,10 +153,8 @@ export class MirrorGitService implements GitService {
   private open(url: string): Remote {
     const { workDir, git: gitConfig, http, clock } = this.options;
     const location = parseRemoteUrl(url);
-    // Registered before anything can fail or be logged. A URL of the `https://TOKEN@host/` form
-    // carries its token as the username; a username beside a password is not a secret.
-    const inUrl = location.credentials;
-    registerSecrets([gitConfig.token, inUrl?.password, inUrl && inUrl.password === '' ? inUrl.username : undefined]);
+    // Registered before anything can fail or be logged.
+    registerSecrets([gitConfig.token, ...urlSecrets(url)]);
     const credentials = decideCredentials(url, gitConfig);
     const onAuth: AuthCallback | undefined = credentials.send
       ? () => ({ username: credentials.credentials.username, password: credentials.credentials.password })
