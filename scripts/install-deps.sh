@@ -5,6 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   buildah skopeo uidmap bubblewrap nats-server docker-registry golang-go busybox-static git maven openjdk-17-jdk-headless
+  mmdebstrap docker-compose prometheus chromium
   libmaven-compiler-plugin-java libmaven-jar-plugin-java libmaven-resources-plugin-java libsurefire-java
 )
 
