@@ -1,0 +1,166 @@
+// A real 3-node JetStream cluster on free loopback ports for fault tests: one config file, store
+// directory and monitoring port per node (unique server_name, cluster routes to the others). Any
+// node can be SIGKILLed and started again on the same ports and store; it catches up from the
+// others. `leaderOf` asks a node's monitoring endpoint who leads a stream (and its consumers).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import { tempDir } from './fixtures.js';
+import { freePort, waitFor } from './ports.js';
+
+export interface ClusterNode {
+  name: string;
+  port: number;
+  clusterPort: number;
+  monitorPort: number;
+  url: string;
+  storeDir: string;
+  running(): boolean;
+  /** SIGKILL: no goodbye to the cluster, as a crashed machine. */
+  kill(): Promise<void>;
+  start(): Promise<void>;
+}
+
+export interface NatsCluster {
+  nodes: ClusterNode[];
+  /** Every client URL, comma-separated (the form of nats.url / nats.servers). */
+  urls: string[];
+  node(name: string): ClusterNode;
+  /** The server_name of the node that leads the stream (or the stream's consumer) now. */
+  leaderOf(stream: string, consumer?: string): Promise<string | undefined>;
+  /** Waits until every running node reports the stream current with a leader. */
+  waitForLeader(stream: string, consumer?: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolveOpen) => {
+    const socket = netConnect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolveOpen(true);
+    });
+    socket.once('error', () => resolveOpen(false));
+  });
+}
+
+interface JszStream {
+  name: string;
+  cluster?: { leader?: string };
+  consumer_detail?: Array<{ name: string; cluster?: { leader?: string } }>;
+}
+interface Jsz {
+  account_details?: Array<{ stream_detail?: JszStream[] }>;
+}
+
+export async function startNatsCluster(options: { size?: number; name?: string } = {}): Promise<NatsCluster> {
+  const size = options.size ?? 3;
+  const clusterName = options.name ?? 'oci-build-test';
+  const root = await tempDir('oci-build-nats-cluster-');
+  const ports = await Promise.all(Array.from({ length: size }, async () => ({ port: await freePort(), clusterPort: await freePort(), monitorPort: await freePort() })));
+  const nodes: ClusterNode[] = [];
+  for (const [i, p] of ports.entries()) {
+    const name = `n${i + 1}`;
+    const storeDir = join(root.path, name);
+    const configFile = join(root.path, `${name}.conf`);
+    const routes = ports.filter((_, j) => j !== i).map((o) => `nats-route://127.0.0.1:${o.clusterPort}`);
+    await writeFile(
+      configFile,
+      [
+        `server_name: ${name}`,
+        `listen: 127.0.0.1:${p.port}`,
+        `http: 127.0.0.1:${p.monitorPort}`,
+        `jetstream { store_dir: "${storeDir}" }`,
+        `cluster {`,
+        `  name: ${clusterName}`,
+        `  listen: 127.0.0.1:${p.clusterPort}`,
+        `  routes: [${routes.map((r) => `"${r}"`).join(', ')}]`,
+        `}`,
+        '',
+      ].join('\n'),
+    );
+    let child: ChildProcess | undefined;
+    nodes.push({
+      name,
+      ...p,
+      url: `nats://127.0.0.1:${p.port}`,
+      storeDir,
+      running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
+      start: async () => {
+        if (child && child.exitCode === null && child.signalCode === null) return;
+        child = spawn('nats-server', ['-c', configFile], { stdio: 'ignore' });
+        child.on('error', (err) => {
+          throw new Error(`cannot start nats-server (apt-get install -y nats-server): ${err.message}`);
+        });
+        await waitFor(() => portOpen(p.port), { what: `nats-server ${name} on port ${p.port}`, timeoutMs: 20_000 });
+      },
+      kill: async () => {
+        const running = child;
+        child = undefined;
+        if (!running || running.exitCode !== null || running.signalCode !== null) return;
+        await new Promise<void>((resolveExit) => {
+          running.once('exit', () => resolveExit());
+          running.kill('SIGKILL');
+        });
+        await waitFor(async () => !(await portOpen(p.port)), { what: `nats-server ${name} to stop` });
+      },
+    });
+  }
+  await Promise.all(nodes.map((n) => n.start()));
+  // JetStream is usable once the meta group has a leader: /healthz?js-enabled-only answers 200 on
+  // every node before that, so ask for the meta leader through /jsz.
+  await waitFor(
+    async () => {
+      const answers = await Promise.all(nodes.map((n) => fetch(`http://127.0.0.1:${n.monitorPort}/jsz`).then((r) => r.json() as Promise<{ meta_cluster?: { leader?: string } }>)));
+      return answers.every((a) => Boolean(a.meta_cluster?.leader));
+    },
+    { what: 'the JetStream meta leader', timeoutMs: 30_000, intervalMs: 200 },
+  );
+
+  const byName = (name: string) => {
+    const found = nodes.find((n) => n.name === name);
+    if (!found) throw new Error(`no cluster node named ${name}`);
+    return found;
+  };
+  const leaderOf = async (stream: string, consumer?: string): Promise<string | undefined> => {
+    for (const n of nodes.filter((x) => x.running())) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${n.monitorPort}/jsz?streams=true&consumers=true&config=false`);
+        const jsz = (await res.json()) as Jsz;
+        for (const account of jsz.account_details ?? []) {
+          for (const s of account.stream_detail ?? []) {
+            if (s.name !== stream) continue;
+            const leader = consumer ? s.consumer_detail?.find((c) => c.name === consumer)?.cluster?.leader : s.cluster?.leader;
+            if (leader) return leader;
+          }
+        }
+      } catch {
+        // that node is not answering: ask the next
+      }
+    }
+    return undefined;
+  };
+  return {
+    nodes,
+    urls: nodes.map((n) => n.url),
+    node: byName,
+    leaderOf,
+    waitForLeader: async (stream, consumer) => {
+      let leader: string | undefined;
+      await waitFor(
+        async () => {
+          leader = await leaderOf(stream, consumer);
+          return leader !== undefined && byName(leader).running();
+        },
+        { what: `a leader for ${stream}${consumer ? `/${consumer}` : ''}`, timeoutMs: 30_000, intervalMs: 200 },
+      );
+      return leader!;
+    },
+    stop: async () => {
+      await Promise.all(nodes.map((n) => n.kill()));
+      await root.cleanup();
+    },
+  };
+}
