@@ -141,13 +141,20 @@ export function createLocalStores(config: Config) {
 
 /** The worker's ports on one NATS connection: the jobs consumer, the records, the logs, the registry. */
 export async function createWorkerPorts(nats: NatsContext): Promise<Required<WorkerPorts>> {
-  const [{ JetStreamJobConsumer }, { KvBuildStore }, { JetStreamLogStore }, { natsWorkerRegistry }] = await Promise.all([
+  const [{ JetStreamJobConsumer }, { KvBuildStore }, { JetStreamLogStore }, { natsWorkerRegistry }, { KvCancelRequests }] = await Promise.all([
     import('./queue/job-consumer.js'),
     import('./queue/kv-build-store.js'),
     import('./queue/log-stream.js'),
     import('./queue/workers.js'),
+    import('./queue/cancel-requests.js'),
   ]);
-  return { consumer: new JetStreamJobConsumer(nats), store: new KvBuildStore(nats), logs: new JetStreamLogStore(nats), registry: natsWorkerRegistry(nats) };
+  return {
+    consumer: new JetStreamJobConsumer(nats),
+    store: new KvBuildStore(nats),
+    logs: new JetStreamLogStore(nats),
+    registry: natsWorkerRegistry(nats),
+    cancels: new KvCancelRequests(nats),
+  };
 }
 
 export type NatsWorkerOptions = Omit<WorkerOptions, keyof WorkerPorts> & { nats: NatsContext };

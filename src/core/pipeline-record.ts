@@ -12,6 +12,7 @@ export function initialRecord(job: BuildJob): BuildRecord {
     ...(job.deliveryId ? { deliveryId: job.deliveryId } : {}),
     repository: { fullName: job.repository?.fullName ?? '', ...job.repository },
     createdAt: job.createdAt,
+    ...(job.rebuildOf ? { rebuildOf: job.rebuildOf } : {}),
     phases: [],
     images: [],
   };

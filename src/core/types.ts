@@ -3,11 +3,12 @@
 
 export type Language = 'go' | 'java' | 'dotnet' | 'node';
 
-export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+/** `skipped`: the repository's `.oci-build.yaml` says not to build it (BuildRecord.skipReason). */
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'skipped';
 /** Every status, in a record's order of life. */
-export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'];
 
-export const FINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
+export const FINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled', 'skipped'];
 
 export type PhaseName = 'source' | 'detect' | 'build' | 'image' | 'push';
 
@@ -35,6 +36,8 @@ export interface RepositoryInfo {
   before?: string;
   /** The local worktree had uncommitted changes. */
   dirty?: boolean;
+  /** The repository's default branch, when known (a webhook's repository.default_branch). */
+  defaultBranch?: string;
 }
 
 export interface ImageOptions {
@@ -63,6 +66,10 @@ export interface BuildJob {
   pusher?: string;
   headCommitMessage?: string;
   createdAt: string;
+  /** The GitHub App installation that sent the webhook (`installation.id`): commit statuses are posted as it. */
+  installationId?: number;
+  /** A rebuild (POST /builds/:id/rebuild, `oci-build rebuild`): the id of the build it repeats. */
+  rebuildOf?: string;
 }
 
 export interface PhaseMetric {
@@ -86,6 +93,8 @@ export interface ImageResult {
   digest?: string;
   imageId?: string;
   pushed: boolean;
+  /** The image was not built again: the build with this id made it (same inputs, same digest). */
+  reusedFrom?: string;
 }
 
 export interface BuildError {
@@ -111,7 +120,23 @@ export interface BuildRecord {
   logPath?: string;
   warnings?: string[];
   cancelledBy?: string;
+  /** The commit statuses posted for this build (src/notify), each with its outcome. */
+  notifications?: StatusNotification[];
+  /** Why a person cancelled it, as they said (core/cancel-request.ts). */
+  cancelReason?: string;
+  /** The id of the build this one repeats (a rebuild). */
+  rebuildOf?: string;
   error?: BuildError;
+}
+
+/** One commit status posted (or given up on) for a build: GitHub's context and state, when, and why it failed. */
+export interface StatusNotification {
+  context: string;
+  state: 'pending' | 'success' | 'failure' | 'error';
+  /** When it was posted, or given up on. */
+  at: string;
+  /** Set when it could not be posted (masked). */
+  error?: string;
 }
 
 export interface ProjectSummary {
@@ -123,6 +148,8 @@ export interface ProjectSummary {
   image?: string;
   /** Why no image was built for it, when none was. */
   noImageReason?: string;
+  /** Not built: the image of the build with this id was reused (core/result-key.ts). */
+  reusedFrom?: string;
 }
 
 /** A buildable unit found in a source tree. */
@@ -137,6 +164,16 @@ export interface Project {
   dockerfileCandidates: string[];
   /** Build command override from the config (argument array). */
   buildCommand?: string[];
+  /** From `.oci-build.yaml`: the build context relative to the workspace root (default: `root`). */
+  context?: string;
+  /** From `.oci-build.yaml`: the image repository's name, under the operator's registry prefix. */
+  image?: string;
+  /** From `.oci-build.yaml`: the build command's own variables, under the operator's `build.env`. */
+  env?: Record<string, string>;
+  /** From `.oci-build.yaml`: build arguments, under the job's (`--build-arg`). */
+  buildArgs?: Record<string, string>;
+  /** Nx: the projects this one depends on in Nx's graph (their roots are inputs of its result). */
+  dependsOn?: string[];
 }
 
 export interface Workspace {
@@ -159,6 +196,30 @@ export interface ProjectBuildOutcome {
   durationMs: number;
   cached?: boolean;
   error?: string;
+}
+
+/** What `.oci-build.yaml` set for one project (only the keys it set). */
+export interface ProjectRepoSettings {
+  command?: string[];
+  dockerfile?: string;
+  context?: string;
+  image?: string;
+  env?: Record<string, string>;
+  buildArgs?: Record<string, string>;
+  enabled?: boolean;
+}
+
+/** BuildRecord.settings: the repository's file as this build applied it. */
+export interface RepoSettingsRecord {
+  /** The file, relative to the repository root (`.oci-build.yaml`). */
+  file: string;
+  /** Its Git blob id (SHA-1 of `blob <size>\0<bytes>`, as `git hash-object` prints). */
+  blob: string;
+  /** Per project name: what the file changed in it. */
+  projects: Record<string, ProjectRepoSettings>;
+  /** The extra image tags it added. */
+  tags: string[];
+  branches?: { include: string[]; exclude: string[] };
 }
 
 export function isFinalStatus(status: JobStatus): boolean {

@@ -3,6 +3,7 @@
 // decideOutcome (outcome.ts) says. Every outcome is settled here; only a bug escapes.
 
 import { performance } from 'node:perf_hooks';
+import { cancelFields } from '../core/cancel-request.js';
 import { CancelledError, ServiceUnavailableError, describeError, isOciBuildError, isTransient, type OciBuildError } from '../core/errors.js';
 import { initialRecord, runPipeline as coreRunPipeline, type PipelineResult } from '../core/pipeline.js';
 import type { Delivery, JobConsumer, PushMark } from '../core/ports.js';
@@ -117,6 +118,7 @@ async function runJob(host: DeliveryHost, active: ActiveJob, notes: string[]): P
   const decorate = (record: BuildRecord): BuildRecord => {
     if (notes.length > 0) record.warnings = [...notes, ...(record.warnings ?? []).filter((w) => !notes.includes(w))];
     if (active.supersededBy && record.status === 'cancelled') record.cancelledBy = active.supersededBy.id;
+    if (active.cancelRequest && record.status === 'cancelled') Object.assign(record, cancelFields(active.cancelRequest));
     return record;
   };
   const store = new AttemptStore(host.store, decorate, options.storeRetryMs, logger);

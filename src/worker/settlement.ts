@@ -3,6 +3,7 @@
 // so a crash in between only causes a redelivery, which is recognised (the record is already
 // final) and acknowledged without building again.
 
+import { cancelFields, type CancelRequest } from '../core/cancel-request.js';
 import { describeError, type OciBuildError } from '../core/errors.js';
 import type { BuildStore, Delivery, JobLogStore, PushMark } from '../core/ports.js';
 import { isFinalStatus, type BuildJob, type BuildRecord } from '../core/types.js';
@@ -24,6 +25,8 @@ export interface ActiveJob {
   supersededBy?: PushMark;
   /** Set when shutdown cancelled this build: it goes back to the queue. */
   handBack?: boolean;
+  /** Set when a person cancelled this build (cancel-on-request.ts). */
+  cancelRequest?: CancelRequest;
 }
 
 export interface WorkerStats {
@@ -70,6 +73,7 @@ export async function settleFinal(
     final.error = { phase: lastPhase?.name ?? 'queue', code: error.code, message: error.message };
   }
   if (active.supersededBy && final.status === 'cancelled') final.cancelledBy = active.supersededBy.id;
+  if (active.cancelRequest && final.status === 'cancelled') Object.assign(final, cancelFields(active.cancelRequest));
   if (final.worker === undefined && extra.started !== false) final.worker = ctx.name;
   if (extra.logs?.opened === undefined && error) {
     // The pipeline never ran (or never opened its log): say why in the log.

@@ -9,6 +9,7 @@ import { DEFAULT_CONSUMER_NAME, type BuildStore, type JobConsumer, type JobLogSt
 import { backoffDelay } from '../core/retry.js';
 import type { BuildJob, ImageOptions } from '../core/types.js';
 import type { Config } from '../config/config.js';
+import type { CancelRequestWatch } from '../core/cancel-request.js';
 
 /** The subset of pino the worker uses; tests hand in their own. */
 export interface WorkerLogger {
@@ -41,6 +42,8 @@ export interface WorkerPorts {
   logs: JobLogStore;
   /** Where the worker announces itself (`status --workers`); none: it is not listed. */
   registry?: WorkerRegistry;
+  /** Where people's cancel requests arrive (POST /builds/:id/cancel); none: only supersede and shutdown cancel. */
+  cancels?: CancelRequestWatch;
 }
 
 export interface WorkerOptions extends WorkerPorts {
@@ -88,9 +91,10 @@ export function withImageOverrides(job: BuildJob, overrides: ImageOverrides): Bu
   return { ...job, image: { ...job.image, ...overrides } };
 }
 
-export interface CompiledWorkerOptions extends Required<Omit<WorkerOptions, 'runPipeline' | 'registry'>> {
+export interface CompiledWorkerOptions extends Required<Omit<WorkerOptions, 'runPipeline' | 'registry' | 'cancels'>> {
   runPipeline?: PipelineRunner;
   registry?: WorkerRegistry;
+  cancels?: CancelRequestWatch;
 }
 
 export function defaultWorkerName(): string {
@@ -114,6 +118,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     store: options.store,
     logs: options.logs,
     ...(options.registry ? { registry: options.registry } : {}),
+    ...(options.cancels ? { cancels: options.cancels } : {}),
     pipelineDeps: options.pipelineDeps,
     concurrency: int('concurrency', options.concurrency ?? 1, 1),
     maxDeliveries: int('maxDeliveries', options.maxDeliveries ?? 5, 1),

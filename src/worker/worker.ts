@@ -13,6 +13,7 @@ import { CancelledError, describeError } from '../core/errors.js';
 import type { BuildStore, ConsumerEvent, Delivery, JobConsumer, JobLogStore, PushMark, RunningJobInfo, WorkerStatusPayload } from '../core/ports.js';
 import { backoffDelay, sleep } from '../core/retry.js';
 import { onShutdownSignals } from '../exec/shutdown-signals.js';
+import { cancelOnRequest } from './cancel-on-request.js';
 import { handleDelivery, type DeliveryHost } from './job-delivery.js';
 import { supersedeMessage, type ActiveJob, type WorkerStats } from './settlement.js';
 import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerLogger, type WorkerOptions } from './worker-options.js';
@@ -42,6 +43,7 @@ export class Worker implements DeliveryHost {
   private readonly drainController = new AbortController();
   private registration?: { stop(): Promise<unknown> };
   private stopWatching?: () => void;
+  private stopCancelWatch?: () => void;
   private graceTimer?: NodeJS.Timeout;
   private readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
@@ -106,6 +108,13 @@ export class Worker implements DeliveryHost {
     this.stopWatching = this.consumer.watch(
       { pushes: o.cancelSuperseded, isBuilding: (key) => [...this.active.values()].some((a) => a.key === key && !a.controller.signal.aborted) },
       (event) => this.onConsumerEvent(event),
+    );
+    // One watch for every build of this worker: a person's cancel request (POST /builds/:id/cancel).
+    this.stopCancelWatch = o.cancels?.watch(
+      () => [...this.active.values()].map((a) => a.job.id),
+      (request) => {
+        for (const a of this.active.values()) cancelOnRequest(a, request);
+      },
     );
     for (let i = 0; i < o.concurrency; i++) this.slots.push(this.slot(i));
     this.logger.info({ concurrency: o.concurrency, maxDeliveries: o.maxDeliveries, consumer: o.consumerName }, 'worker started');
@@ -178,6 +187,7 @@ export class Worker implements DeliveryHost {
       // Slots return once their job is settled; a job is only in `active` while a slot runs it.
       if (this.graceTimer) clearTimeout(this.graceTimer);
       this.stopWatching?.();
+      this.stopCancelWatch?.();
       try {
         await this.registration?.stop();
       } catch {
@@ -256,6 +266,11 @@ export class Worker implements DeliveryHost {
 
   track(active: ActiveJob): void {
     this.active.set(active.seq, active);
+    // A request made before the watch could see this build (it was queued then) is looked up once.
+    this.options.cancels?.get(active.job.id).then(
+      (request) => request && cancelOnRequest(active, request),
+      () => undefined,
+    );
   }
 
   untrack(seq: number): void {
