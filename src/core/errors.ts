@@ -77,6 +77,24 @@ export class ConfigError extends OciBuildError {
   }
 }
 
+/**
+ * A repository's `.oci-build.yaml` is invalid: every problem at once, each line
+ * `.oci-build.yaml: <key path>: <problem>`. The repository is what is wrong: exit 2, never retried.
+ */
+export class RepoSettingsError extends OciBuildError {
+  override readonly code = 'E_REPO_SETTINGS';
+  override readonly exitCode = ExitCode.Usage;
+  readonly issues: ConfigIssue[];
+
+  constructor(file: string, issues: ConfigIssue[], options: OciBuildErrorOptions = {}) {
+    super(
+      `Invalid ${file} (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n${issues.map((i) => `  - ${file}: ${i.path}: ${i.message}`).join('\n')}`,
+      { hint: `Fix ${file} in the repository and push again; its keys are in oci-build's schema/oci-build.repo.schema.json.`, ...options, details: { ...options.details, file, issues } },
+    );
+    this.issues = issues;
+  }
+}
+
 /** The input (source directory, repository name, ref, payload) cannot be used as given. */
 export class InputError extends OciBuildError {
   override readonly code: string = 'E_INPUT';

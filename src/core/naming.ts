@@ -39,10 +39,13 @@ export function repositoryNameFrom(urlOrPath: string): string {
   return last.replace(/\.git$/i, '');
 }
 
-/** `registry/name` or `registry/name/project` (monorepos). */
-export function imageRepository(options: { registry?: string; name: string; project?: string }): string {
-  const parts = [sanitizePathComponent(options.name)];
-  if (options.project !== undefined) parts.push(sanitizePathComponent(options.project));
+/**
+ * `registry/name` or `registry/name/project` (monorepos); `registry/image` when the repository's
+ * `.oci-build.yaml` names the image (validated as OCI path components by its schema).
+ */
+export function imageRepository(options: { registry?: string; name: string; project?: string; image?: string }): string {
+  const parts = options.image !== undefined ? [options.image] : [sanitizePathComponent(options.name)];
+  if (options.project !== undefined && options.image === undefined) parts.push(sanitizePathComponent(options.project));
   const prefix = options.registry?.replace(/\/+$/, '');
   return prefix ? `${prefix}/${parts.join('/')}` : parts.join('/');
 }

@@ -10,6 +10,7 @@ import type {
   PhaseName,
   Project,
   ProjectBuildOutcome,
+  RepoSettings,
   RepositoryInfo,
   Workspace,
 } from './types.js';
@@ -167,6 +168,16 @@ export interface ImageBuilder {
   push(spec: PushSpec, ctx: PhaseContext): Promise<{ digest: string }>;
 }
 
+// ---- per-repository settings ----
+
+/** Reads a checkout's `.oci-build.yaml` (config/repo-settings.ts; core/repo-settings-apply.ts applies it). */
+export interface RepoSettingsReader {
+  /** The file at the root of `dir`, validated; undefined when there is none. Throws RepoSettingsError listing every problem. */
+  read(dir: string, ctx: PhaseContext): Promise<RepoSettings | undefined>;
+  /** What is wrong with `path` (absolute, inside `tree`) as a Dockerfile or a context directory; undefined when nothing. */
+  checkPath(tree: string, path: string, kind: 'dockerfile' | 'directory'): Promise<string | undefined>;
+}
+
 // ---- record ----
 
 /** What a listing selects (core/build-list.ts holds the one rule every store applies). */
@@ -236,6 +247,8 @@ export interface PipelineDeps {
   clock?: Clock;
   /** Name of the worker (hostname:pid) running the pipeline. */
   workerName?: string;
+  /** The repository's `.oci-build.yaml`; undefined: never read. */
+  repoSettings?: RepoSettingsReader;
 }
 
 export type { Project };

@@ -126,6 +126,10 @@ export interface BuildRecord {
   cancelReason?: string;
   /** The id of the build this one repeats (a rebuild). */
   rebuildOf?: string;
+  /** What the repository's `.oci-build.yaml` changed in this build. */
+  settings?: RepoSettingsRecord;
+  /** Why a `skipped` build built nothing. */
+  skipReason?: string;
   error?: BuildError;
 }
 
@@ -219,6 +223,24 @@ export interface RepoSettingsRecord {
   projects: Record<string, ProjectRepoSettings>;
   /** The extra image tags it added. */
   tags: string[];
+  branches?: { include: string[]; exclude: string[] };
+}
+
+/** One entry of `.oci-build.yaml` `image.tags`: a template, added only on `branches` / the default branch when given. */
+export interface TagEntry {
+  tag: string;
+  branches?: string[];
+  defaultBranch?: boolean;
+}
+
+/** A valid `.oci-build.yaml`, as config/repo-settings.ts parsed it (core/repo-settings-apply.ts applies it). */
+export interface RepoSettings {
+  /** The file, relative to the repository root. */
+  file: string;
+  /** Its Git blob id. */
+  blob: string;
+  projects: Record<string, ProjectRepoSettings>;
+  tags: TagEntry[];
   branches?: { include: string[]; exclude: string[] };
 }
 
