@@ -4,6 +4,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from './config/config.js';
+import type { BuildResults, ResultIndex } from './core/ports.js';
 import type { CodeBuilder, ImageBuilder, ProjectDetector, SourceProvider } from './core/ports.js';
 import { runCommand, type CommandRunner } from './exec/run-command.js';
 import { createBuildRunner, type BuildRunner } from './exec/sandbox.js';
@@ -129,6 +130,41 @@ export function createPipelineAdapters(config: Config, run: CommandRunner = runC
   };
 }
 
+/**
+ * Reuse of earlier builds' images on `index` (README, Result reuse): the file index under workDir
+ * for `build`, the KV bucket every worker shares for `worker`. Undefined when build.reuse is off.
+ */
+export async function createBuildResultsOn(config: Config, index: () => Promise<ResultIndex> | ResultIndex, run: CommandRunner = runCommand): Promise<BuildResults | undefined> {
+  if (!config.build.reuse) return undefined;
+  const [{ createBuildResults }, { createImageReuse }, { ociBuildVersion }] = await Promise.all([
+    import('./cache/result-inputs.js'),
+    import('./image/registry-tag.js'),
+    import('./cache/oci-build-version.js'),
+  ]);
+  return createBuildResults({
+    run,
+    index: await index(),
+    images: createImageReuse({ run, options: buildahOptions(config), killGraceMs: config.build.killGraceMs }),
+    version: ociBuildVersion(),
+    build: { env: config.build.env, sandbox: config.build.sandbox, ...(config.build.mavenOffline !== undefined ? { mavenOffline: config.build.mavenOffline } : {}) },
+    parentEnv: process.env,
+    ...(config.image.authFile ? { authFile: config.image.authFile } : {}),
+  });
+}
+
+/** The result index of `oci-build build`: `<workDir>/results/`. */
+export async function createLocalResultIndex(config: Config): Promise<ResultIndex> {
+  const { FileResultIndex } = await import('./cache/result-index-file.js');
+  return new FileResultIndex(join(config.workDir, 'results'));
+}
+
+/** The worker's pipeline adapters with reuse on the shared KV bucket `nats.resultBucket`. */
+async function withSharedResults(config: Config, nats: NatsContext, factory: PipelineDepsFactory): Promise<PipelineDepsFactory> {
+  const results = await createBuildResultsOn(config, async () => new (await import('./queue/kv-result-index.js')).KvResultIndex(nats));
+  if (!results) return factory;
+  return async (job, ctx) => ({ results, ...(await factory(job, ctx)) });
+}
+
 /** The local store of `oci-build build` and `oci-build status`. */
 export function createLocalStores(config: Config) {
   const paths = workPaths(config.workDir);
@@ -189,7 +225,7 @@ export async function runWorkerDaemon(config: Config, deps: WorkerDaemonDeps): P
   const name = deps.overrides?.name ?? config.worker.name;
   const nats = await connectNats(config.nats, { name: `oci-build-worker${name ? ` ${name}` : ''}` });
   try {
-    const worker = await startNatsWorker({ ...workerOptionsFromConfig(config), ...deps.overrides, nats, pipelineDeps: deps.pipelineDeps, logger });
+    const worker = await startNatsWorker({ ...workerOptionsFromConfig(config), ...deps.overrides, nats, pipelineDeps: await withSharedResults(config, nats, deps.pipelineDeps), logger });
     deps.onStarted?.(worker);
     await worker.run({ handleSignals: deps.handleSignals ?? true, ...(deps.signal ? { signal: deps.signal } : {}) });
     return worker;

@@ -19,7 +19,7 @@ export type SandboxMode = 'bubblewrap' | 'none';
 /** The configuration as written in a file, the environment or flags (durations as strings). */
 export interface RawConfig {
   workDir?: string;
-  nats?: Partial<Record<'url' | 'stream' | 'subject' | 'statusBucket' | 'logStream' | 'user' | 'password' | 'token', string>>;
+  nats?: Partial<Record<'url' | 'stream' | 'subject' | 'statusBucket' | 'resultBucket' | 'logStream' | 'user' | 'password' | 'token', string>>;
   server?: {
     host?: string;
     port?: number;
@@ -35,6 +35,7 @@ export interface RawConfig {
     timeout?: string;
     killGrace?: string;
     mavenOffline?: boolean;
+    reuse?: boolean;
     sandbox?: SandboxMode;
     env?: Record<string, string>;
     projects?: Record<string, { command?: string[] }>;
@@ -55,7 +56,7 @@ export interface RawConfig {
 /** The configuration the program uses: every default filled in, durations in milliseconds. */
 export interface Config {
   workDir: string;
-  nats: { url: string; stream: string; subject: string; statusBucket: string; logStream: string; user?: string; password?: string; token?: string };
+  nats: { url: string; stream: string; subject: string; statusBucket: string; resultBucket: string; logStream: string; user?: string; password?: string; token?: string };
   server: {
     host: string;
     port: number;
@@ -71,6 +72,8 @@ export interface Config {
     timeoutMs: number;
     killGraceMs: number;
     mavenOffline?: boolean;
+    /** Reuse the image of an earlier build with the same inputs (README, Result reuse). */
+    reuse: boolean;
     sandbox: SandboxMode;
     env: Record<string, string>;
     projects: Record<string, { command?: string[] }>;
@@ -97,6 +100,7 @@ export const DEFAULTS = {
     stream: 'OCI_BUILD_JOBS',
     subject: 'builds.webhook',
     statusBucket: 'oci-build-status',
+    resultBucket: 'oci-build-results',
     logStream: 'OCI_BUILD_LOGS',
   },
   server: {
@@ -109,7 +113,7 @@ export const DEFAULTS = {
     branches: { include: [], exclude: [] },
   },
   worker: { concurrency: 1, maxDeliveries: 5, shutdownGrace: '5m', cancelSuperseded: true },
-  build: { timeout: '30m', killGrace: '10s', sandbox: 'bubblewrap', env: {}, projects: {} },
+  build: { timeout: '30m', killGrace: '10s', reuse: true, sandbox: 'bubblewrap', env: {}, projects: {} },
   git: { tokenHosts: ['github.com'], depth: 50, retries: 4, retryDelay: '500ms', retryMaxDelay: '10s' },
   image: { push: false, tlsVerify: true, storageDriver: 'auto', isolation: 'auto' },
 } satisfies RawConfig;
@@ -304,6 +308,7 @@ function compile(raw: RawConfig, sources: ConfigSources): Config {
       timeoutMs: duration(raw.build?.timeout, d.build.timeout),
       killGraceMs: duration(raw.build?.killGrace, d.build.killGrace),
       ...(raw.build?.mavenOffline !== undefined ? { mavenOffline: raw.build.mavenOffline } : {}),
+      reuse: raw.build?.reuse ?? d.build.reuse,
       sandbox: raw.build?.sandbox ?? d.build.sandbox,
       env: raw.build?.env ?? {},
       projects: raw.build?.projects ?? {},

@@ -65,14 +65,17 @@ export function imageTags(repository: Pick<RepositoryInfo, 'commit' | 'branch' |
   return tags;
 }
 
-/** OCI annotations as image labels. `created` is the commit's time, so one commit gives one image. */
+/**
+ * OCI annotations as image labels. `created` is the commit's time, so one commit gives one image.
+ * No `ref.name`: the branch or tag is in the image's tags, and a label naming it would give the
+ * same commit a new digest for every ref it is pushed to, so a tag pushed on a built commit could
+ * not reuse the image (core/result-key.ts).
+ */
 export function imageLabels(repository: RepositoryInfo, commitTime: number): Record<string, string> {
   const labels: Record<string, string> = {
     'org.opencontainers.image.revision': repository.commit,
     'org.opencontainers.image.created': new Date(commitTime * 1000).toISOString(),
   };
   if (repository.cloneUrl) labels['org.opencontainers.image.source'] = repository.cloneUrl;
-  const refName = repository.branch ?? repository.tag;
-  if (refName) labels['org.opencontainers.image.ref.name'] = refName;
   return labels;
 }

@@ -13,6 +13,7 @@ import {
 } from './errors.js';
 import { imageLabels, imageRepository, imageTags } from './naming.js';
 import { RecordWriter, initialRecord, summarize, withJobRefNames } from './pipeline-record.js';
+import { markReused, planReuse, recordResults, reuseImage, reuseTarget } from './result-reuse.js';
 import type { BuildLog, PhaseContext, PipelineDeps, SourceCheckout } from './ports.js';
 import { systemClock } from './ports.js';
 import type {
@@ -149,20 +150,24 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     if (workspace.selectionNote) log.write(workspace.selectionNote, 'system');
     const selected = workspace.projects.filter((p) => workspace.selected.includes(p.name));
     record.projects = selected.map((p) => summarize(p));
+    // Projects whose inputs were built before are neither built nor imaged again (core/result-reuse.ts).
+    const reuse = await planReuse(deps.results, { job, workspace, selected, checkout: source, repository }, ctx);
+    const toBuild = markReused(record, reuse, selected, deps.reporter, clock.now());
 
     // ---- build ----
     // One metric per project. The builder runs them (Nx runs them together); failures do not throw.
     const buildStarted = clock.now().toISOString();
     const t0 = performance.now();
-    for (const project of selected) deps.reporter.phaseStarted('build', project.name);
-    log.write(`==> build ${selected.map((p) => p.name).join(', ')}`, 'system');
+    for (const project of toBuild) deps.reporter.phaseStarted('build', project.name);
+    log.write(`==> build ${toBuild.map((p) => p.name).join(', ')}`, 'system');
     let outcomes;
     try {
       throwIfAborted(signal);
-      outcomes = await deps.builder.build(workspace, ctx);
+      outcomes =
+        toBuild.length === 0 ? [] : await deps.builder.build(toBuild.length === selected.length ? workspace : { ...workspace, selected: toBuild.map((p) => p.name) }, ctx);
     } catch (err) {
       const error = toOciError(err, signal);
-      for (const project of selected) {
+      for (const project of toBuild) {
         const metric: PhaseMetric = {
           name: 'build',
           project: project.name,
@@ -236,6 +241,15 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
           name: workspace.name,
           ...(workspace.kind === 'nx' ? { project: project.name } : {}),
         });
+        const hit = reuse.get(project.name)?.hit;
+        if (hit && deps.results) {
+          const target = reuseTarget(job, repository, tags);
+          const reused = await phase('image', project.name, () => reuseImage(deps.results!, hit, project.name, target, ctx));
+          record.images.push(reused);
+          if (summary) summary.image = `${reused.repository}:${tags[0]}`;
+          if (!reused.pushed) built.push({ project, result: reused });
+          continue;
+        }
         const image = await phase('image', project.name, () =>
           deps.images.build(
             {
@@ -277,6 +291,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
       }
     }
 
+    await recordResults(deps.results, reuse, record, ctx, clock.now());
     record.status = 'succeeded';
   } catch (err) {
     const error = err instanceof PhaseFailure ? err.error : toOciError(err, signal);

@@ -52,6 +52,11 @@ export interface SourceCheckout {
    * `undefined` when `base` is unknown (all zeros, or not in the history) so every project builds.
    */
   changedFilesSince(base: string, ctx: PhaseContext): Promise<string[] | undefined>;
+  /**
+   * The Git object id (tree or blob) of `path` (relative to `dir`, '' or '.' for `dir` itself) in
+   * the commit checked out; undefined when the commit has nothing there. Result keys use it.
+   */
+  objectIdOf?(path: string): Promise<string | undefined>;
   /** Remove the worktree (no-op for a local directory). */
   dispose(): Promise<void>;
 }
@@ -178,6 +183,74 @@ export interface RepoSettingsReader {
   checkPath(tree: string, path: string, kind: 'dockerfile' | 'directory'): Promise<string | undefined>;
 }
 
+// ---- reuse of build results (core/result-key.ts, core/result-reuse.ts) ----
+
+/** What the result index holds for one key: the image that those inputs made. */
+export interface ResultEntry {
+  key: string;
+  project: string;
+  /** Full repository name, registry prefix included. */
+  repository: string;
+  /** The digest the record gave (the registry's when pushed). */
+  digest: string;
+  /** The image's ID in the local store of the machine that built it (content-addressed: its config's digest). */
+  imageId?: string;
+  pushed: boolean;
+  /** The build that made it. */
+  buildId: string;
+  createdAt: string;
+  /** For debugging a miss (core/result-key.ts resultKeySummary): no secret. */
+  inputs?: Record<string, unknown>;
+}
+
+/** Key → entry: a file under workDir for `build`, a JetStream KV bucket every worker shares. */
+export interface ResultIndex {
+  get(key: string): Promise<ResultEntry | undefined>;
+  put(entry: ResultEntry): Promise<void>;
+}
+
+/** Where a reused image must end up. */
+export interface ReuseTarget {
+  repository: string;
+  tags: string[];
+  push: boolean;
+  tlsVerify: boolean;
+}
+
+/** How an index entry's image is still at hand: in the registry (tag there) or in the local store. */
+export type ReuseSource = { kind: 'registry'; digest: string } | { kind: 'local'; imageId: string; digest?: string };
+
+export interface ResultKeyRequest {
+  workspace: Workspace;
+  project: Project;
+  checkout: SourceCheckout;
+  repository: RepositoryInfo;
+  labels: Record<string, string>;
+  imageRepository: string;
+  buildArgs: Record<string, string>;
+  tlsVerify: boolean;
+}
+
+export interface BuildResults {
+  index: ResultIndex;
+  /** The project's result key, or why it has none (a dirty worktree, an unresolvable base image). */
+  keyOf(request: ResultKeyRequest, ctx: PhaseContext): Promise<{ key: string; summary: Record<string, unknown> } | { reason: string }>;
+  /** Where `entry`'s image can be had for `target`, checked by digest; undefined when it is gone. */
+  locate(entry: ResultEntry, target: ReuseTarget, ctx: PhaseContext): Promise<ReuseSource | undefined>;
+  /** Gives the located image the target's tags: locally, or in the registry without uploading a layer. */
+  retag(source: ReuseSource, target: ReuseTarget, ctx: PhaseContext): Promise<{ digest?: string; imageId?: string; pushed: boolean }>;
+}
+
+// ---- per-repository settings ----
+
+/** Reads a checkout's `.oci-build.yaml` (config/repo-settings.ts; core/repo-settings-apply.ts applies it). */
+export interface RepoSettingsReader {
+  /** The file at the root of `dir`, validated; undefined when there is none. Throws RepoSettingsError listing every problem. */
+  read(dir: string, ctx: PhaseContext): Promise<RepoSettings | undefined>;
+  /** What is wrong with `path` (absolute, inside `tree`) as a Dockerfile or a context directory; undefined when nothing. */
+  checkPath(tree: string, path: string, kind: 'dockerfile' | 'directory'): Promise<string | undefined>;
+}
+
 // ---- record ----
 
 /** What a listing selects (core/build-list.ts holds the one rule every store applies). */
@@ -247,6 +320,8 @@ export interface PipelineDeps {
   clock?: Clock;
   /** Name of the worker (hostname:pid) running the pipeline. */
   workerName?: string;
+  /** Reuse of earlier builds' images; undefined: every project builds (`--no-reuse`, `build.reuse: false`). */
+  results?: BuildResults;
   /** The repository's `.oci-build.yaml`; undefined: never read. */
   repoSettings?: RepoSettingsReader;
 }

@@ -87,6 +87,7 @@ export function createNxDetector(deps: NxDeps): ProjectDetector {
           ...(language ? { language: language.language } : {}),
           ...(dockerfile ? { dockerfile } : {}),
           dockerfileCandidates: dockerfileCandidates(projectDir),
+          ...(graph.dependencies[node.name]?.length ? { dependsOn: graph.dependencies[node.name] } : {}),
         });
       }
       for (const project of projects.filter((p) => selected.includes(p.name))) {

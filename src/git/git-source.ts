@@ -8,6 +8,7 @@ import git from './isomorphic-git.js';
 import type { PhaseContext, SourceCheckout } from '../core/ports.js';
 import type { BuildJob, RepositoryInfo } from '../core/types.js';
 import type { MirrorGitService, MirrorSync } from './git-service.js';
+import { objectIdAt } from './object-id.js';
 import { changedFilesBetween, isNullCommit } from './tree-diff.js';
 import { worktreeName } from './url.js';
 import { checkoutTree, type WorktreeManifest } from './worktree.js';
@@ -73,6 +74,7 @@ export async function checkoutRemote(
       if (baseCommit === undefined) return undefined;
       return changedFilesBetween({ fs, gitdir, cache: mirror.cache }, baseCommit, synced.commit);
     },
+    objectIdOf: (path) => objectIdAt({ fs, gitdir, cache: mirror.cache }, synced.commit, path),
     async dispose() {
       // The directory leaves the build's path either way; it may wait as the next build's start.
       await pool.give(worktreeDir, manifest);

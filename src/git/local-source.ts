@@ -7,6 +7,7 @@ import git from './isomorphic-git.js';
 import { InputError } from '../core/errors.js';
 import type { PhaseContext, SourceCheckout } from '../core/ports.js';
 import type { BuildJob, RepositoryInfo } from '../core/types.js';
+import { objectIdAt } from './object-id.js';
 import { changedFilesBetween, isNullCommit, resolveRevision } from './tree-diff.js';
 import { parseRemoteUrl, redactUrl } from './url.js';
 
@@ -98,6 +99,7 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
       // The build uses the worktree as it is, so uncommitted changes count as changed too.
       return toDirRelative([...new Set([...changed, ...changedInWorktree])].sort());
     },
+    objectIdOf: (path) => objectIdAt({ fs, dir: root, cache }, commit, prefix === '' ? path : `${prefix}/${path}`),
     async dispose() {
       // The user's own directory: nothing to remove.
     },

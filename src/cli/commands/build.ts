@@ -6,7 +6,7 @@ import { CancelledError, ExitCode, InputError, UsageError, type ExitCodeValue } 
 import { runPipeline } from '../../core/pipeline.js';
 import type { BuildLog, LogStore } from '../../core/ports.js';
 import type { BuildJob, JobSource } from '../../core/types.js';
-import { createLocalStores, createPipelineAdapters } from '../../compose.js';
+import { createBuildResultsOn, createLocalResultIndex, createLocalStores, createPipelineAdapters } from '../../compose.js';
 import { onShutdownSignals } from '../../exec/shutdown-signals.js';
 import { parseRemoteUrl } from '../../git/url.js';
 import { newBuildId } from '../../store/file-build-store.js';
@@ -26,6 +26,8 @@ export interface BuildOptions {
   tlsVerify?: boolean;
   buildArg?: string[];
   image?: boolean;
+  /** `--no-reuse`: false. */
+  reuse?: boolean;
   json?: boolean;
   verbose?: boolean;
   workDir?: string;
@@ -103,6 +105,7 @@ export async function buildCommand(sourceArg: string, options: BuildOptions, io:
 
   const adapters = createPipelineAdapters(config);
   const { store, logs } = createLocalStores(config);
+  const results = options.reuse === false ? undefined : await createBuildResultsOn(config, () => createLocalResultIndex(config));
   const color = colorEnabled(io.stderr, io.env);
   const reporter = await createReporter({ stream: io.stderr, interactive: interactiveEnabled(io.stderr, io.env), color });
 
@@ -134,6 +137,7 @@ export async function buildCommand(sourceArg: string, options: BuildOptions, io:
       job,
       {
         ...adapters,
+        ...(results ? { results } : {}),
         store,
         logs: options.verbose ? teeLogs(logs, reporter) : logs,
         reporter,

@@ -73,7 +73,8 @@ export function imageLines(record: BuildRecord, c: ChalkInstance): string[] {
   const lines: string[] = [];
   const monorepo = new Set(record.images.map((i) => i.project)).size > 1 || (record.projects?.length ?? 0) > 1;
   for (const image of record.images) {
-    const where = image.pushed ? c.green('pushed') : c.dim('local only');
+    // A reused image was not built again: an earlier build with the same inputs made it (same digest).
+    const where = `${image.pushed ? c.green('pushed') : c.dim('local only')}${image.reusedFrom ? c.cyan(`, reused from ${printable(image.reusedFrom)}`) : ''}`;
     const project = monorepo ? `${c.dim(`(${printable(image.project)})`)}  ` : '';
     lines.push(`  ${c.bold(printable(image.repository))}  ${project}${where}`);
     lines.push(

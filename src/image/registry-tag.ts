@@ -1,0 +1,108 @@
+// A reused image (core/result-reuse.ts) gets its new tags without being built again: in the
+// registry, `skopeo copy --preserve-digests` of repo@digest to repo:tag, which finds every blob
+// already there and uploads none (only the manifest is PUT under the new tag); in the local store,
+// `buildah tag`. Both check the digest: an image that is gone is a miss, never a wrong image.
+
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CommandFailedError } from '../core/errors.js';
+import type { PhaseContext, ResultEntry, ReuseSource, ReuseTarget } from '../core/ports.js';
+import type { CommandRunner } from '../exec/run-command.js';
+import { globalArgs, imagesArgs, type ResolvedStorage } from './buildah-args.js';
+import { hasRegistryHost } from './buildah-errors.js';
+import { resolveStorage, type BuildahOptions } from './buildah.js';
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+export interface ImageReuse {
+  locate(entry: ResultEntry, target: ReuseTarget, ctx: PhaseContext): Promise<ReuseSource | undefined>;
+  retag(source: ReuseSource, target: ReuseTarget, ctx: PhaseContext): Promise<{ digest?: string; imageId?: string; pushed: boolean }>;
+}
+
+export function createImageReuse(deps: { run: CommandRunner; options: BuildahOptions; killGraceMs?: number }): ImageReuse {
+  const { run, options } = deps;
+  let storage: Promise<ResolvedStorage> | undefined;
+  const store = () =>
+    (storage ??= resolveStorage(options).then((resolved) => ({
+      ...(options.root ? { root: options.root } : {}),
+      ...(options.runRoot ? { runRoot: options.runRoot } : {}),
+      ...resolved,
+    })));
+  const auth = options.authFile ? ['--authfile', options.authFile] : [];
+
+  /** The manifest digest the registry serves for `reference`, or undefined when it has none. */
+  async function registryDigest(reference: string, tlsVerify: boolean, ctx: PhaseContext): Promise<string | undefined> {
+    try {
+      const result = await run('skopeo', ['inspect', '--raw', `--tls-verify=${tlsVerify}`, ...auth, `docker://${reference}`], {
+        signal: ctx.signal,
+        displayName: 'skopeo inspect',
+        killGraceMs: deps.killGraceMs,
+      });
+      // --raw: the manifest's bytes as served; a by-digest pull that answers proves the digest.
+      return result.stdout.trim().length > 0 ? reference.slice(reference.lastIndexOf('@') + 1) : undefined;
+    } catch (err) {
+      if (err instanceof CommandFailedError) return undefined;
+      throw err;
+    }
+  }
+
+  /** The image's manifest digest in the local store, or undefined when the store does not hold it. */
+  async function localImage(imageId: string, ctx: PhaseContext): Promise<{ digest?: string } | undefined> {
+    try {
+      const result = await run('buildah', imagesArgs(await store(), imageId), { signal: ctx.signal, displayName: 'buildah images', killGraceMs: deps.killGraceMs });
+      const images = JSON.parse(result.stdout) as Array<{ id?: string; digest?: string }>;
+      const image = images.find((i) => i.id?.replace(/^sha256:/, '') === imageId);
+      if (!image) return undefined;
+      return image.digest && DIGEST.test(image.digest) ? { digest: image.digest } : {};
+    } catch (err) {
+      if (err instanceof CommandFailedError || err instanceof SyntaxError) return undefined;
+      throw err;
+    }
+  }
+
+  return {
+    async locate(entry, target, ctx) {
+      if (target.push && entry.pushed && entry.repository === target.repository && hasRegistryHost(target.repository) && DIGEST.test(entry.digest)) {
+        const digest = await registryDigest(`${entry.repository}@${entry.digest}`, target.tlsVerify, ctx);
+        if (digest === entry.digest) return { kind: 'registry', digest };
+      }
+      if (entry.imageId) {
+        const local = await localImage(entry.imageId, ctx);
+        if (local) return { kind: 'local', imageId: entry.imageId, ...(local.digest ? { digest: local.digest } : {}) };
+      }
+      return undefined;
+    },
+
+    async retag(source, target, ctx) {
+      if (source.kind === 'local') {
+        const names = target.tags.map((tag) => `${target.repository}:${tag}`);
+        ctx.log.write(`buildah tag ${source.imageId.slice(0, 12)} ${names.join(' ')} (reused, not built)`, 'system');
+        await run('buildah', [...globalArgs(await store()), 'tag', source.imageId, ...names], { signal: ctx.signal, displayName: 'buildah tag', killGraceMs: deps.killGraceMs, log: ctx.log });
+        const local = await localImage(source.imageId, ctx);
+        if (!local) throw new CommandFailedError(`The image ${source.imageId} left the local store while it was being tagged`, 'buildah tag', 0);
+        return { imageId: source.imageId, ...(local.digest ? { digest: local.digest } : {}), pushed: false };
+      }
+      const from = `docker://${target.repository}@${source.digest}`;
+      const dir = await mkdtemp(join(tmpdir(), 'oci-build-retag-'));
+      try {
+        for (const tag of target.tags) {
+          const digestFile = join(dir, `${tag}.digest`);
+          ctx.log.write(`skopeo copy --preserve-digests ${target.repository}@${source.digest} → :${tag} (reused, no layer uploaded)`, 'system');
+          await run(
+            'skopeo',
+            ['copy', '--preserve-digests', `--src-tls-verify=${target.tlsVerify}`, `--dest-tls-verify=${target.tlsVerify}`, ...auth, '--digestfile', digestFile, from, `docker://${target.repository}:${tag}`],
+            { signal: ctx.signal, displayName: 'skopeo copy', killGraceMs: deps.killGraceMs, log: ctx.log },
+          );
+          const digest = (await readFile(digestFile, 'utf8')).trim();
+          if (digest !== source.digest) {
+            throw new CommandFailedError(`The registry gave ${target.repository}:${tag} the digest ${digest}, not the reused image's ${source.digest}`, 'skopeo copy', 0);
+          }
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+      return { digest: source.digest, pushed: true };
+    },
+  };
+}
