@@ -1,0 +1,193 @@
+// Writes dist/oci-build: a Node single executable application (SEA) with a V8 startup snapshot, so
+// oci-build runs with no Node install and no node_modules. Called by `npm run build` after tsc.
+//
+// 1. rolldown bundles bin/oci-build-sea.js and the whole CLI (dist/cli, every dependency, the
+//    package version and the config schema) into ONE CommonJS script: in a SEA `require` loads
+//    only Node's built-in modules, and a snapshot's script cannot import anything. Dynamic
+//    `import()`s become lazily evaluated wrappers inside that script, so a command still
+//    evaluates only its own modules, at run time.
+// 2. `createRequire(import.meta.url)` (isomorphic-git, the ajv runtime helper, package.json, the
+//    schema) is turned into a plain `require`, which rolldown bundles like any import.
+// 3. Built-in modules that Node does not support in a snapshot (http fails outright; tls, net's
+//    users, child_process, tty, worker_threads are "not verified") are required at their first
+//    use instead of when the script starts: a lazy stand-in loads the real module on its first
+//    property access, which happens after deserialisation.
+// 4. node --experimental-sea-config makes the blob (running the script once to take the
+//    snapshot), postject injects it into a copy of the node binary.
+//
+// Nothing a module computes at load time may depend on the build machine: the snapshot evaluates
+// only bin/oci-build-sea.js and what src/cli/main.ts imports statically (commander, core/errors,
+// core/secrets); loggers, chalk's colour detection, hostnames and clocks are all read at run time
+// (test/e2e/sea-runtime-state.test.ts checks it).
+
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'rolldown';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const output = join(root, 'dist/oci-build');
+const digestFile = join(root, 'dist/oci-build.inputs-sha256');
+const SENTINEL_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+/** Built-ins Node 20 loads in a snapshot without a warning; every other one is loaded lazily. */
+const SNAPSHOT_SAFE = new Set([
+  'assert', 'buffer', 'crypto', 'diagnostics_channel', 'dns', 'events', 'fs', 'fs/promises', 'net', 'os', 'path',
+  'process', 'querystring', 'stream', 'stream/promises', 'string_decoder', 'timers', 'timers/promises', 'url', 'util', 'v8', 'zlib',
+]);
+
+/** Lets `require(x)` of a module that used `createRequire(import.meta.url)` be bundled. */
+const bareRequire = {
+  name: 'bare-require',
+  transform(code) {
+    if (!code.includes('createRequire(import.meta.url)')) return null;
+    return code.replace(/const require = createRequire\(import\.meta\.url\);/g, '');
+  },
+};
+
+const LAZY = '\0lazy-builtin:';
+const LAZY_RUNTIME = '\0lazy-builtin-runtime';
+
+/**
+ * Each snapshot-unsafe built-in becomes a small CommonJS module whose export is a stand-in: a
+ * Proxy that requires the real module on its first trap. Its own properties are copied onto the
+ * target when something enumerates them (rolldown's ES-import interop does), which keeps the
+ * Proxy invariants. As CommonJS the module runs where it is first required, not when the script
+ * starts; the stand-in defers the real load further, to the first property access.
+ */
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  resolveId(id, importer) {
+    if (id === LAZY_RUNTIME) return id;
+    if (!isBuiltin(id) || SNAPSHOT_SAFE.has(bare(id)) || importer?.startsWith(LAZY)) return null;
+    return LAZY + id;
+  },
+  load(id) {
+    if (id === LAZY_RUNTIME) {
+      return `module.exports = (id) => {
+  let real;
+  let copied = false;
+  const target = {};
+  const load = () => (real ??= require(id));
+  const copy = () => { if (!copied) { copied = true; Object.defineProperties(target, Object.getOwnPropertyDescriptors(load())); } };
+  return new Proxy(target, {
+    get: (_, key) => load()[key],
+    has: (_, key) => key in load(),
+    set: (_, key, value) => { load()[key] = value; return true; },
+    ownKeys: () => (copy(), Reflect.ownKeys(target)),
+    getOwnPropertyDescriptor: (_, key) => (copy(), Reflect.getOwnPropertyDescriptor(target, key)),
+    getPrototypeOf: () => Object.getPrototypeOf(load()),
+  });
+};`;
+    }
+    if (!id.startsWith(LAZY)) return null;
+    return `module.exports = require(${JSON.stringify(LAZY_RUNTIME)})(${JSON.stringify(id.slice(LAZY.length))});`;
+  },
+};
+
+/**
+ * The executable validates its configuration with the validator precompiled from the schema
+ * (src/config/config-schema-validator.generated.ts), and so leaves out ajv's compiler (~230 KB
+ * with fast-uri: a few ms of every start, in the snapshot). Only while that validator was
+ * generated from the schema the executable embeds; otherwise the compiler stays in, as
+ * config-validator.ts falls back to it, and the build says so. The runtime helpers the
+ * precompiled code requires are always in.
+ */
+function withoutAjvCompiler() {
+  const schema = JSON.parse(readFileSync(join(root, 'schema/oci-build.config.schema.json'), 'utf8'));
+  const sha = createHash('sha256').update(JSON.stringify(schema)).digest('hex');
+  const generated = readFileSync(join(root, 'src/config/config-schema-validator.generated.ts'), 'utf8');
+  if (!generated.includes(JSON.stringify(sha))) {
+    console.error('scripts/sea.mjs: the precompiled config validator is older than the schema (regenerate it, see src/config/config-validator.ts); ajv is bundled meanwhile');
+    return { name: 'without-ajv-compiler' };
+  }
+  return {
+    name: 'without-ajv-compiler',
+    resolveId: (id) => (id === 'ajv' || id === 'ajv/dist/standalone' ? AJV_STUB : null),
+    load: (id) =>
+      id === AJV_STUB
+        ? `module.exports = { default: function () { throw new Error('oci-build (single executable): ajv is not included; the configuration is checked by the validator precompiled from the schema embedded at build time'); } };`
+        : null,
+  };
+}
+const AJV_STUB = '\0ajv-compiler-stub';
+
+const bare = (id) => id.replace(/^node:/, '');
+const isBuiltin = (id) => BUILTINS.has(bare(id));
+const { builtinModules } = await import('node:module');
+const BUILTINS = new Set(builtinModules);
+
+/**
+ * A digest of everything the executable is made from: the compiled CLI (dist/, after tsc), the
+ * entry points, this script, the schema, the dependency lock and the node binary. `--if-stale`
+ * (the test helpers) skips the build when dist/oci-build was made from the same inputs.
+ */
+export function inputsDigest() {
+  const hash = createHash('sha256').update(process.version).update(process.execPath);
+  const files = [
+    ...listFiles(join(root, 'dist')).filter((f) => f.endsWith('.js') && !/[\\/]dist[\\/](bundle|sea)/.test(f)),
+    ...['bin/oci-build-sea.js', 'bin/run-cli.js', 'scripts/sea.mjs', 'package.json', 'package-lock.json', 'schema/oci-build.config.schema.json'].map((f) => join(root, f)),
+  ].sort();
+  for (const file of files) hash.update(file).update('\0').update(readFileSync(file)).update('\0');
+  return hash.digest('hex');
+}
+
+function listFiles(dir) {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath ?? entry.path, entry.name));
+}
+
+export async function buildSea({ ifStale = false } = {}) {
+  const started = Date.now();
+  const digest = inputsDigest();
+  if (ifStale && existsSync(output) && existsSync(digestFile) && readFileSync(digestFile, 'utf8') === digest) return;
+  // A private work directory and an atomic rename: two builds at once (two test files, another
+  // engineer's `npm run build`) never read or run a half-written executable.
+  mkdirSync(join(root, 'dist'), { recursive: true });
+  const workDir = mkdtempSync(join(root, 'dist/.sea-'));
+  const script = join(workDir, 'oci-build.cjs');
+  const blob = join(workDir, 'oci-build.blob');
+  const partial = join(workDir, 'oci-build');
+  try {
+    await build({
+      input: join(root, 'bin/oci-build-sea.js'),
+      platform: 'node',
+      logLevel: 'warn',
+      plugins: [bareRequire, withoutAjvCompiler(), lazyBuiltins],
+      // Minified: the snapshot holds the script's source, and half the source is half the snapshot to
+      // read at every start. Names are kept: errors are reported by their class's name (--json).
+      output: { file: script, format: 'cjs', codeSplitting: false, keepNames: true, minify: { mangle: { keepNames: true }, compress: { keepNames: { function: true, class: true } } } },
+    });
+
+    const config = join(workDir, 'sea-config.json');
+    writeFileSync(config, JSON.stringify({ main: script, output: blob, disableExperimentalSEAWarning: true, useSnapshot: true }));
+    // Node warns when a script required a built-in it has not verified for snapshots: that module
+    // must be added to the lazy ones, not shipped half-restored.
+    const made = spawnSync(process.execPath, ['--experimental-sea-config', config], { encoding: 'utf8' });
+    const unverified = [...made.stderr.matchAll(/built-in module "([^"]+)" works in user snapshot/g)].map((m) => m[1]);
+    if (made.status !== 0 || unverified.length > 0) {
+      process.stderr.write(made.stderr);
+      throw new Error(made.status !== 0 ? 'making the SEA blob failed' : `the snapshot loaded built-ins Node does not support in snapshots: ${unverified.join(', ')}`);
+    }
+
+    copyFileSync(process.execPath, partial);
+    chmodSync(partial, 0o755);
+    // postject prints harmless ELF note warnings: shown only when it fails.
+    const injected = spawnSync(process.execPath, [join(root, 'node_modules/postject/dist/cli.js'), partial, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SENTINEL_FUSE], { encoding: 'utf8' });
+    if (injected.status !== 0) {
+      process.stderr.write(injected.stderr + injected.stdout);
+      throw new Error('postject could not inject the SEA blob');
+    }
+    renameSync(partial, output);
+    writeFileSync(digestFile, digest);
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+  const mb = (statSync(output).size / 1024 / 1024).toFixed(1);
+  console.error(`dist/oci-build: ${mb} MiB in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await buildSea({ ifStale: process.argv.includes('--if-stale') });

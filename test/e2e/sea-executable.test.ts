@@ -1,0 +1,73 @@
+// The single executable alone: dist/oci-build copied into an empty directory, run with a PATH that
+// has no node, no node_modules anywhere near it. It prints its version and help, checks the
+// machine, and builds the Go fixture into an image.
+
+import { execFile } from 'node:child_process';
+import { copyFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isolatedEnv } from '../helpers/cli.js';
+import { fixtureRepo, REPO_ROOT, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
+import { ensureSeaExecutable, nodelessPath, type NodelessPath } from '../helpers/sea-executable.js';
+
+let dir: TempDir;
+let exe: string;
+let path: NodelessPath;
+let repo: FixtureRepo;
+
+beforeAll(async () => {
+  const built = ensureSeaExecutable();
+  dir = await tempDir('oci-build-sea-');
+  exe = join(dir.path, 'oci-build');
+  copyFileSync(built, exe);
+  path = nodelessPath();
+  repo = await fixtureRepo('sample-go-repo');
+});
+afterAll(async () => {
+  path?.cleanup();
+  await repo?.cleanup();
+  await dir?.cleanup();
+});
+
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolveRun) => {
+    execFile(
+      exe,
+      args,
+      // Only what a user's shell would have: no NODE_* variables, no node on PATH.
+      { cwd: dir.path, env: { PATH: path.path, HOME: join(dir.path, 'home'), CI: 'true', NO_COLOR: '1', ...env }, timeout: 170_000, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => resolveRun({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('dist/oci-build, alone', () => {
+  it('prints the version of the package it was built from, and its help', async () => {
+    const { version } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    const printed = await run(['--version']);
+    expect(printed).toMatchObject({ code: 0, stdout: `${version}\n` });
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    for (const command of ['build', 'status', 'cache', 'config', 'doctor', 'serve', 'worker']) expect(help.stdout).toContain(command);
+  });
+
+  it('doctor finds buildah, git and the sandbox', async () => {
+    const doctor = await run(['doctor', '--json'], isolatedEnv(dir.path));
+    const report = JSON.parse(doctor.stdout) as { checks: Array<{ name: string; ok: boolean }> };
+    const ok = Object.fromEntries(report.checks.map((c) => [c.name, c.ok]));
+    expect(ok).toMatchObject({ buildah: true, git: true, go: true, sandbox: true });
+  });
+
+  it('builds the Go fixture into an image, validating its configuration with the embedded schema', async () => {
+    const built = await run(['build', repo.dir, '--json'], isolatedEnv(dir.path));
+    expect(built.stderr).not.toMatch(/internal error/);
+    expect(built.code).toBe(0);
+    const record = JSON.parse(built.stdout) as { status: string; images: Array<{ repository: string; tags: string[] }> };
+    expect(record.status).toBe('succeeded');
+    expect(record.images[0]).toMatchObject({ repository: 'sample-go-repo', tags: expect.arrayContaining([`sha-${repo.commit.slice(0, 7)}`, 'main']) });
+
+    const invalid = await run(['build', repo.dir, '--json'], { ...isolatedEnv(dir.path), OCI_BUILD_WORKER_CONCURRENCY: 'many' });
+    expect(invalid.code).toBe(2);
+    expect(invalid.stderr).toContain('OCI_BUILD_WORKER_CONCURRENCY');
+  });
+});
