@@ -31,6 +31,9 @@ export interface ServerMetricsOptions {
   defaultMetrics?: boolean;
 }
 
+const DEFAULT_METRICS_PREFIX = 'oci_build_serve_';
+const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 export class ServerMetrics {
   readonly registry = new Registry();
   readonly webhooks: Counter<'event' | 'outcome'>;
@@ -59,7 +62,7 @@ export class ServerMetrics {
     });
     this.jobsFinished = new Counter({
       name: 'oci_build_jobs_finished_total',
-      help: 'Builds that reached a final status (succeeded, failed, cancelled), from the status bucket',
+      help: 'Builds that reached a final status (succeeded, failed, cancelled, skipped), from the status bucket',
       labelNames: ['status'],
       registers,
     });
@@ -95,7 +98,12 @@ export class ServerMetrics {
         }
       },
     });
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'oci_build_serve_' });
+    if (options.defaultMetrics) {
+      collectDefaultMetrics({ register: this.registry, prefix: DEFAULT_METRICS_PREFIX });
+      // prom-client names these gauges `…_total`, a suffix Prometheus keeps for counters
+      // (`promtool check metrics` refuses them); they only sum the per-type gauges kept beside them.
+      for (const name of GAUGES_NAMED_LIKE_COUNTERS) this.registry.removeSingleMetric(DEFAULT_METRICS_PREFIX + name);
+    }
   }
 
   /** Feeds one change of the status bucket. */
