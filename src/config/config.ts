@@ -28,6 +28,7 @@ export interface RawConfig {
     maxBodyBytes?: number;
     maxInflightBytes?: number;
     allowedHosts?: string[];
+    publicRead?: boolean;
     branches?: { include?: string[]; exclude?: string[] };
   };
   worker?: { concurrency?: number; maxDeliveries?: number; shutdownGrace?: string; cancelSuperseded?: boolean; name?: string };
@@ -65,6 +66,8 @@ export interface Config {
     maxBodyBytes: number;
     maxInflightBytes: number;
     allowedHosts: string[];
+    /** The read routes answer without a token (the dashboard for everyone who can reach serve). */
+    publicRead: boolean;
     branches: { include: string[]; exclude: string[] };
   };
   worker: { concurrency: number; maxDeliveries: number; shutdownGraceMs: number; cancelSuperseded: boolean; name?: string };
@@ -110,6 +113,7 @@ export const DEFAULTS = {
     maxBodyBytes: 25 * 1024 * 1024,
     maxInflightBytes: 64 * 1024 * 1024,
     allowedHosts: ['github.com'],
+    publicRead: false,
     branches: { include: [], exclude: [] },
   },
   worker: { concurrency: 1, maxDeliveries: 5, shutdownGrace: '5m', cancelSuperseded: true },
@@ -295,6 +299,7 @@ function compile(raw: RawConfig, sources: ConfigSources): Config {
       maxBodyBytes: raw.server?.maxBodyBytes ?? d.server.maxBodyBytes,
       maxInflightBytes: raw.server?.maxInflightBytes ?? d.server.maxInflightBytes,
       allowedHosts: raw.server?.allowedHosts ?? d.server.allowedHosts,
+      publicRead: raw.server?.publicRead ?? d.server.publicRead,
       branches: { include: raw.server?.branches?.include ?? [], exclude: raw.server?.branches?.exclude ?? [] },
     },
     worker: {

@@ -43,8 +43,12 @@ export function jobKey(fullName: string, branchOrTag: string): string {
   return `${readable(repo)}_${readable(branchOrTag)}_${hash}`;
 }
 
-/** The supersede key of a job: branch pushes only (a tag names one release; nothing supersedes it). */
+/**
+ * The supersede key of a job: branch pushes only (a tag names one release; nothing supersedes it;
+ * a rebuild is a person's deliberate choice of a commit: it neither supersedes nor is superseded).
+ */
 export function supersedeKeyOf(job: BuildJob): string | undefined {
+  if (job.rebuildOf) return undefined;
   const fullName = job.repository?.fullName;
   const branch = job.repository?.branch;
   if (!fullName || !branch) return undefined;

@@ -5,7 +5,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 export type AuthResult =
-  | { ok: true }
+  /** `position`: which token of server.apiTokens matched (from 1): who cancelled, in a record. */
+  | { ok: true; position: number }
   | { ok: false; status: 401 | 403; message: string; wwwAuthenticate?: string };
 
 const REALM = 'Bearer realm="oci-build"';
@@ -29,11 +30,13 @@ export function createTokenCheck(tokens: readonly string[]): (authorization: str
       return { ok: false, status: 401, message: 'An Authorization: Bearer <token> header is required', wwwAuthenticate: REALM };
     }
     const presented = digest(match[1]!);
-    let valid = false;
-    for (const expected of digests) valid = timingSafeEqual(presented, expected) || valid;
-    if (!valid) {
+    let position = 0;
+    digests.forEach((expected, i) => {
+      if (timingSafeEqual(presented, expected)) position = i + 1;
+    });
+    if (position === 0) {
       return { ok: false, status: 401, message: 'The bearer token is not valid', wwwAuthenticate: `${REALM}, error="invalid_token"` };
     }
-    return { ok: true };
+    return { ok: true, position };
   };
 }

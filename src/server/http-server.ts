@@ -7,7 +7,9 @@ import { ConfigError } from '../core/errors.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import type { JobIntake } from './job-intake.js';
 import { ServerMetrics } from './metrics.js';
-import { connectQueueIntake } from './queue-intake.js';
+import type { BuildControl } from './build-actions.js';
+import { queueBuildControl } from './queue-build-control.js';
+import { QueueIntake, connectQueueIntake } from './queue-intake.js';
 import { ServeApp, type ServeState } from './serve-app.js';
 
 export type { ServeState } from './serve-app.js';
@@ -26,6 +28,8 @@ export interface ServerOptions {
   settleRetryMs?: number;
   /** Background round trips to NATS of the intake this opens (default 5 s). */
   probeIntervalMs?: number;
+  /** Cancel requests and the workers' list; by default over the intake's NATS connection. */
+  control?: BuildControl;
 }
 
 export interface RunningServer {
@@ -57,7 +61,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const ownsIntake = options.intake === undefined;
   const intake = options.intake ?? (await connectQueueIntake(config.nats, { logger, ...(options.probeIntervalMs !== undefined ? { probeIntervalMs: options.probeIntervalMs } : {}) }));
   const metrics = new ServerMetrics({ queueDepth: () => intake.queueDepth(), defaultMetrics: true });
-  const app = new ServeApp({ config, secret, intake, ownsIntake, logger, metrics, settleRetryMs: options.settleRetryMs ?? 2000, watchRecords: options.watchRecords !== false });
+  const control = options.control ?? (intake instanceof QueueIntake ? queueBuildControl(intake.ctx) : undefined);
+  const app = new ServeApp({ config, secret, intake, ownsIntake, logger, metrics, settleRetryMs: options.settleRetryMs ?? 2000, watchRecords: options.watchRecords !== false, ...(control ? { control } : {}) });
 
   if (config.server.apiTokens.length === 0) {
     logger.warn('no API token configured: the status API refuses every request (set OCI_BUILD_SERVER_API_TOKENS)');

@@ -18,6 +18,9 @@ import type { Config } from '../config/config.js';
 import { InputError, ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
 import { sleep } from '../core/retry.js';
 import { accessLogger, type Logger } from '../log/logger.js';
+import { createTokenCheck } from './api-auth.js';
+import { BuildActionRoutes, type BuildControl } from './build-actions.js';
+import { serveDashboard } from './dashboard-route.js';
 import { JobEnqueuer } from './enqueue.js';
 import { collectGarbage } from './garbage-collection.js';
 import { HttpError, allow, pathOf, sendJson, type RequestLog } from './http-response.js';
@@ -45,6 +48,8 @@ export interface ServeAppDeps {
   settleRetryMs: number;
   /** Start the status watch that feeds the metrics. */
   watchRecords: boolean;
+  /** Cancel requests and the workers' list (build-actions.ts); none: those routes answer 501. */
+  control?: BuildControl;
 }
 
 export class ServeApp {
@@ -53,6 +58,7 @@ export class ServeApp {
   private readonly enqueuer: JobEnqueuer;
   private readonly webhook: WebhookRoute;
   private readonly status: StatusRoutes;
+  private readonly actions: BuildActionRoutes;
   /** The access log: same destination, cheaper redaction (see accessLogger). */
   private readonly accessLog: Logger;
   private readonly background = new AbortController();
@@ -69,6 +75,7 @@ export class ServeApp {
     this.enqueuer = new JobEnqueuer({ intake: deps.intake, logger: deps.logger, settleRetryMs: deps.settleRetryMs });
     this.webhook = new WebhookRoute({ config: deps.config, secret: deps.secret, enqueuer: this.enqueuer, metrics: deps.metrics, budget });
     this.status = new StatusRoutes({ config: deps.config, intake: deps.intake, metrics: deps.metrics, logger: deps.logger });
+    this.actions = new BuildActionRoutes({ config: deps.config, intake: deps.intake, enqueuer: this.enqueuer, control: deps.control, checkToken: createTokenCheck(deps.config.server.apiTokens), logger: deps.logger });
     this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res));
     // Webhook bodies are small and arrive at once; a client trickling a body is cut off.
     this.server.requestTimeout = 120_000;
@@ -165,7 +172,9 @@ export class ServeApp {
       allow(method, ['POST']);
       return this.webhook.handle(req, res, log);
     }
+    if (await this.actions.handle(req, res, path, log)) return;
     if (await this.status.handle(req, res, path, log)) return;
+    if (serveDashboard(req, res, path, log)) return;
     throw new HttpError(404, `No route for ${method} ${path}`, 'E_NOT_FOUND');
   }
 

@@ -12,6 +12,7 @@ import type { Logger } from '../log/logger.js';
 import { createTokenCheck, type AuthResult } from './api-auth.js';
 import { HttpError, allow, header, sendJson, unavailable, type RequestLog } from './http-response.js';
 import type { JobIntake } from './job-intake.js';
+import { MAX_TAIL_BYTES, keepTail, type LogTail } from './log-tail.js';
 import type { ServerMetrics } from './metrics.js';
 
 const MAX_LIST_LIMIT = 1000;
@@ -58,7 +59,8 @@ export class StatusRoutes {
     if (!builds) return false;
     log.route = builds[2] ? 'build_logs' : builds[1] ? 'build' : 'builds';
     allow(method, ['GET']);
-    this.authorize(req);
+    // server.publicRead: the reads answer without a token (cancel and rebuild never do: build-actions.ts).
+    if (!this.deps.config.server.publicRead) this.authorize(req);
     const query = new URLSearchParams(req.url?.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '');
     if (!builds[1]) {
       await this.listBuilds(res, query);
@@ -117,6 +119,7 @@ export class StatusRoutes {
     const record = await this.read(() => this.deps.intake.get(id));
     if (!record) throw new HttpError(404, `No build with id ${id}`, 'E_NOT_FOUND');
     const follow = ['1', 'true', 'yes'].includes(query.get('follow') ?? '');
+    const tail = tailBytes(query, follow);
     const abort = new AbortController();
     this.streams.add(abort);
     const onClose = () => abort.abort();
@@ -131,6 +134,21 @@ export class StatusRoutes {
       } catch (err) {
         if (abort.signal.aborted) return;
         throw unavailable(err);
+      }
+      if (tail !== undefined) {
+        let kept: LogTail;
+        try {
+          kept = await keepTail(lines, first, tail);
+        } catch (err) {
+          if (abort.signal.aborted) return;
+          throw unavailable(err);
+        } finally {
+          await lines.return?.();
+        }
+        const text = kept.lines.map((line) => `${line}\n`).join('');
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-log-skipped-bytes': String(kept.skippedBytes), 'x-log-skipped-lines': String(kept.skippedLines), 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+        return;
       }
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
       // Headers go out at once so a follower sees the stream open before the first line.
@@ -164,7 +182,7 @@ export class StatusRoutes {
 }
 
 /** The :id segment: URL-decoded, then the one build-id grammar (core/build-id.ts), else 400. */
-function decodeId(segment: string): string {
+export function decodeId(segment: string): string {
   let id: string;
   try {
     id = decodeURIComponent(segment);
@@ -185,4 +203,15 @@ function waitDrain(res: ServerResponse, signal: AbortSignal): Promise<void> {
     res.once('drain', done);
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/** `?tail=BYTES` (only the end of the log; not with follow), else undefined. */
+function tailBytes(query: URLSearchParams, follow: boolean): number | undefined {
+  const tail = query.get('tail');
+  if (tail === null) return undefined;
+  if (!/^\d+$/.test(tail) || Number(tail) < 1 || Number(tail) > MAX_TAIL_BYTES) {
+    throw new HttpError(400, `tail must be a number of bytes from 1 to ${MAX_TAIL_BYTES}, got ${JSON.stringify(tail.slice(0, 20))}`, 'E_INPUT');
+  }
+  if (follow) throw new HttpError(400, 'tail and follow cannot be combined: a followed log is sent from its start', 'E_INPUT');
+  return Number(tail);
 }
