@@ -1,9 +1,9 @@
 // The whole environment of deploy/compose.yaml, as processes instead of containers: nats-server
 // with the compose file's command, `serve` and two `worker` replicas started from the single
-// executable with the environment `docker-compose config` resolves for them (the example env
-// file included), a signed GitHub push, the image in a real registry, and `oci-build status
-// --server` showing the build. What differs from the containers is only what must (LOCAL below):
-// addresses, the directories volumes stand for, and a plain-HTTP registry.
+// executable (dist/oci-build) with the environment `docker-compose config` resolves for them (the
+// example env file included), a signed GitHub push, the image in a real registry, and `oci-build
+// status --server` showing the build. What differs from the containers is only what must (local()
+// and relocate() below): addresses, the directories volumes stand for, a plain-HTTP registry.
 
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -14,16 +14,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildRecord } from '../../src/core/types.js';
 import { DEFAULT_CONSUMER_NAME } from '../../src/core/ports.js';
 import { signWebhookBody } from '../../src/server/webhook-signature.js';
-import { kubernetesObjects, ociBuildCommand, resolvedCompose, type ComposeConfig, type ComposeService } from '../helpers/deploy-files.js';
+import { kubernetesObjects, resolvedCompose, type ComposeConfig, type ComposeService } from '../helpers/deploy-files.js';
 import { fixtureRepo, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
 import { startGitServer, type GitServer } from '../helpers/git-http-server.mjs';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { ensureSeaExecutable } from '../helpers/sea-executable.js';
 
 const PUSH = JSON.parse(readFileSync(join(import.meta.dirname, '../fixtures/github/push.json'), 'utf8')) as Record<string, any>;
-/** The daemons run from dist/oci-build once `npm run build` writes it (else from bin/oci-build.js). */
-const COMMAND = ociBuildCommand();
 
+/** dist/oci-build, the single executable, rebuilt first when dist/ changed. */
+let executable: string;
 let compose: ComposeConfig;
 let sandbox: TempDir;
 let gitServer: GitServer;
@@ -72,7 +73,7 @@ function relocated(env: Record<string, string>, service: ComposeService, replica
 
 function start(args: string[], env: Record<string, string>): ChildProcess {
   // From a directory of its own: the checkout's oci-build.config.yaml is not the deployment's.
-  const child = spawn(COMMAND.file, [...COMMAND.args, ...args], { cwd: sandbox.path, env: { PATH: process.env.PATH!, HOME: join(sandbox.path, 'home'), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(executable, args, { cwd: sandbox.path, env: { PATH: process.env.PATH!, HOME: join(sandbox.path, 'home'), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -82,7 +83,7 @@ function start(args: string[], env: Record<string, string>): ChildProcess {
 
 function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolveRun) => {
-    execFile(COMMAND.file, [...COMMAND.args, ...args], { cwd: sandbox.path, env: { PATH: process.env.PATH!, HOME: join(sandbox.path, 'home'), CI: 'true', NO_COLOR: '1', ...env } }, (error, stdout, stderr) => {
+    execFile(executable, args, { cwd: sandbox.path, env: { PATH: process.env.PATH!, HOME: join(sandbox.path, 'home'), CI: 'true', NO_COLOR: '1', ...env } }, (error, stdout, stderr) => {
       resolveRun({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
     });
   });
@@ -98,6 +99,7 @@ async function record(id: string): Promise<BuildRecord | undefined> {
 }
 
 beforeAll(async () => {
+  executable = ensureSeaExecutable();
   const resolved = await resolvedCompose();
   expect(resolved.code, resolved.stderr).toBe(0);
   compose = resolved.config;

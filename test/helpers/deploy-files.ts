@@ -1,29 +1,15 @@
 // The deployment files under deploy/ as the tests read them: docker-compose's own resolved view of
 // compose.yaml (set up the way its header tells a user to), the Kubernetes manifests, the systemd
-// units' keys, every OCI_BUILD_* name they mention, and the executable the daemons start from.
+// units' keys, and every OCI_BUILD_* name they mention.
 
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { cp, writeFile, copyFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
-import { CLI } from './cli.js';
 import { REPO_ROOT, tempDir } from './fixtures.js';
 
 export const DEPLOY_DIR = join(REPO_ROOT, 'deploy');
-/** The single executable `npm run build` writes (issue 9, item 1). */
-export const EXECUTABLE = join(REPO_ROOT, 'dist/oci-build');
-
-/**
- * How to start oci-build: the single executable once the build writes it, else `node bin/oci-build.js`.
- * `requireExecutable` refuses the fallback.
- */
-export function ociBuildCommand(options: { requireExecutable?: boolean } = {}): { file: string; args: string[]; executable: boolean } {
-  if (existsSync(EXECUTABLE)) return { file: EXECUTABLE, args: [], executable: true };
-  if (options.requireExecutable) throw new Error(`${EXECUTABLE} is missing: npm run build writes it`);
-  return { file: process.execPath, args: [CLI], executable: false };
-}
-
 export interface ComposeService {
   image?: string;
   command?: string[];
