@@ -5,13 +5,14 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from './config/config.js';
 import type { BuildResults, ResultIndex } from './core/ports.js';
-import type { CodeBuilder, ImageBuilder, ProjectDetector, SourceProvider } from './core/ports.js';
+import type { CodeBuilder, ImageBuilder, ProjectDetector, RepoSettingsReader, SourceProvider } from './core/ports.js';
 import { runCommand, type CommandRunner } from './exec/run-command.js';
 import { createBuildRunner, type BuildRunner } from './exec/sandbox.js';
 import { CacheService } from './cache/cache-service.js';
 import { MirrorCache } from './cache/mirror-cache.js';
 import { createSourceProvider } from './git/source-provider.js';
 import { createProjectDetector } from './detect/detect-projects.js';
+import { createRepoSettingsReader } from './config/repo-settings.js';
 import { createCodeBuilder } from './build/code-builder.js';
 import type { NxDeps } from './build/nx-cli.js';
 import { createBuildahImageBuilder, type BuildahOptions } from './image/buildah.js';
@@ -27,6 +28,8 @@ export interface PipelineAdapters {
   builder: CodeBuilder;
   images: ImageBuilder;
   cache: CacheService;
+  /** The repository's `.oci-build.yaml`, read from the commit built. */
+  repoSettings: RepoSettingsReader;
 }
 
 /** Where things live under the work directory. */
@@ -127,6 +130,7 @@ export function createPipelineAdapters(config: Config, run: CommandRunner = runC
     }),
     builder: createCodeBuilder({ run: buildRun, cache, killGraceMs, nx: lazyNxBuilder({ run: buildRun, cache, killGraceMs }) }),
     images: createBuildahImageBuilder({ run, options: buildahOptions(config), killGraceMs }),
+    repoSettings: createRepoSettingsReader(),
   };
 }
 

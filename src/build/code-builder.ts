@@ -89,7 +89,7 @@ async function buildProject(project: Project, workspace: Workspace, ctx: PhaseCo
         cwd: dir,
         tree: workspace.dir,
         ...mounts,
-        env: { ...env, ...step.env },
+        env: { ...env, ...step.env, ...repositoryEnv(project.env, env) },
         signal: ctx.signal,
         log: recent,
         capture: false,
@@ -105,6 +105,16 @@ async function buildProject(project: Project, workspace: Workspace, ctx: PhaseCo
     }
   }
   return outcome('succeeded');
+}
+
+/**
+ * The project's own variables (`.oci-build.yaml` env; never a reserved name: config/repo-settings.ts),
+ * over the step's; `build.env` is set after them by the runner. GOFLAGS goes after oci-build's own
+ * flags (-modcacherw -buildvcs=false), which a reproducible image needs.
+ */
+function repositoryEnv(own: Record<string, string> | undefined, base: Record<string, string>): Record<string, string> {
+  if (!own) return {};
+  return own.GOFLAGS !== undefined && base.GOFLAGS ? { ...own, GOFLAGS: `${base.GOFLAGS} ${own.GOFLAGS}` } : own;
 }
 
 const MAX_ERROR_LINES = 12;

@@ -13,6 +13,7 @@ import {
 } from './errors.js';
 import { imageLabels, imageRepository, imageTags } from './naming.js';
 import { RecordWriter, initialRecord, summarize, withJobRefNames } from './pipeline-record.js';
+import { detectWithRepoSettings, projectContextDir } from './repo-settings-apply.js';
 import { markReused, planReuse, recordResults, reuseImage, reuseTarget } from './result-reuse.js';
 import type { BuildLog, PhaseContext, PipelineDeps, SourceCheckout } from './ports.js';
 import { systemClock } from './ports.js';
@@ -136,7 +137,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
 
     // ---- detect ----
     const affectedBase = job.affectedBase;
-    const workspace: Workspace = await phase('detect', undefined, () =>
+    const detect = () =>
       deps.detector.detect(
         source.dir,
         {
@@ -145,8 +146,22 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
           ...(affectedBase ? { affected: { base: affectedBase, changedFiles: () => source.changedFilesSince(affectedBase, ctx) } } : {}),
         },
         ctx,
-      ),
-    );
+      );
+    // The repository's .oci-build.yaml, from the commit checked out (core/repo-settings-apply.ts).
+    const detected = await phase('detect', undefined, () => detectWithRepoSettings({ reader: deps.repoSettings, checkout: source, job, repository, ctx, detect }));
+    if (detected.settings) record.settings = detected.settings;
+    for (const warning of detected.warnings) {
+      record.warnings = [...(record.warnings ?? []), warning];
+      deps.reporter.warn(warning);
+      log.write(`warning: ${warning}`, 'system');
+    }
+    if (detected.kind === 'skip') {
+      record.status = 'skipped';
+      record.skipReason = detected.reason;
+      log.write(`skipped: ${detected.reason}`, 'system');
+      return { record };
+    }
+    const workspace: Workspace = detected.workspace;
     if (workspace.selectionNote) log.write(workspace.selectionNote, 'system');
     const selected = workspace.projects.filter((p) => workspace.selected.includes(p.name));
     record.projects = selected.map((p) => summarize(p));
@@ -215,7 +230,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     // ---- image ----
     if (!job.noImage) {
       const explicit = new Set(job.projects ?? []);
-      const tags = imageTags(source.branchMovedOn ? { ...repository, branch: undefined } : repository);
+      const tags = [...new Set([...imageTags(source.branchMovedOn ? { ...repository, branch: undefined } : repository), ...detected.tags])];
       const labels = imageLabels(repository, source.commitTime);
       const built: Array<{ project: Project; result: ImageResult }> = [];
       for (const project of selected) {
@@ -240,6 +255,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
           registry: job.image.registry,
           name: workspace.name,
           ...(workspace.kind === 'nx' ? { project: project.name } : {}),
+          ...(project.image !== undefined ? { image: project.image } : {}),
         });
         const hit = reuse.get(project.name)?.hit;
         if (hit && deps.results) {
@@ -254,12 +270,12 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
           deps.images.build(
             {
               project: project.name,
-              contextDir: project.root === '.' ? workspace.dir : `${workspace.dir}/${project.root}`,
+              contextDir: projectContextDir(workspace, project),
               dockerfile,
               repository,
               tags,
               labels,
-              buildArgs: job.image.buildArgs,
+              buildArgs: { ...project.buildArgs, ...job.image.buildArgs },
               timestamp: source.commitTime,
               tlsVerify: job.image.tlsVerify,
             },

@@ -296,6 +296,8 @@ export function decideWebhook(headers: WebhookHeaders, payload: unknown, options
     ...(tag !== undefined ? { tag } : {}),
     commit: after,
     before,
+    // Optional, so never a reason for 400: a `.oci-build.yaml` tag limited to the default branch needs it.
+    ...(typeof repository.default_branch === 'string' && isGitRefName(repository.default_branch) ? { defaultBranch: repository.default_branch } : {}),
   };
   const job: BuildJob = {
     id: jobIdForDelivery(deliveryId),

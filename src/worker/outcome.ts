@@ -13,7 +13,7 @@ import { ServiceUnavailableError } from '../core/errors.js';
 import { isFinalStatus, type JobStatus } from '../core/types.js';
 import { retryBackoffMs, type RetryBackoff } from './worker-options.js';
 
-export type FinalStatus = Extract<JobStatus, 'succeeded' | 'failed' | 'cancelled'>;
+export type FinalStatus = Extract<JobStatus, 'succeeded' | 'failed' | 'cancelled' | 'skipped'>;
 
 export interface OutcomeError {
   code: string;

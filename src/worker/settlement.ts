@@ -34,6 +34,8 @@ export interface WorkerStats {
   succeeded: number;
   failed: number;
   cancelled: number;
+  /** Ended `skipped` (the repository's `.oci-build.yaml` excludes the branch): acknowledged, never retried. */
+  skipped: number;
   retried: number;
   handedBack: number;
   superseded: number;
@@ -86,6 +88,7 @@ export async function settleFinal(
   await acknowledge(active.delivery, logger);
   if (final.status === 'succeeded') ctx.stats.succeeded++;
   else if (final.status === 'cancelled') ctx.stats.cancelled++;
+  else if (final.status === 'skipped') ctx.stats.skipped++;
   else ctx.stats.failed++;
   const fields = {
     status: final.status,
@@ -95,7 +98,7 @@ export async function settleFinal(
     ...(final.cancelledBy ? { cancelledBy: final.cancelledBy } : {}),
     images: final.images.map((i) => `${i.repository}:${i.tags[0] ?? ''}${i.digest ? `@${i.digest}` : ''}`),
   };
-  if (final.status === 'succeeded') logger.info(fields, 'job finished');
+  if (final.status === 'succeeded' || final.status === 'skipped') logger.info({ ...fields, ...(final.skipReason ? { skipReason: final.skipReason } : {}) }, 'job finished');
   else logger.warn(fields, 'job finished');
 }
 

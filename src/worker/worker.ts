@@ -50,7 +50,7 @@ export class Worker implements DeliveryHost {
   private finishing?: Promise<void>;
   private removeSignalHandlers?: () => void;
   /** Counters for status and tests. */
-  readonly stats: WorkerStats = { started: 0, succeeded: 0, failed: 0, cancelled: 0, retried: 0, handedBack: 0, superseded: 0 };
+  readonly stats: WorkerStats = { started: 0, succeeded: 0, failed: 0, cancelled: 0, skipped: 0, retried: 0, handedBack: 0, superseded: 0 };
 
   constructor(options: WorkerOptions) {
     this.options = compileWorkerOptions(options);

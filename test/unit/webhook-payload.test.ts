@@ -172,6 +172,7 @@ describe('real GitHub payloads', () => {
         branch: 'main',
         commit: '4c5a7d3e9b1f0a2c8e6d4b2a0f9e8d7c6b5a4938',
         before: '6113728f27ae82c7b1a177c8d03f9e96e0adf246',
+        defaultBranch: 'main',
       },
       affectedBase: '6113728f27ae82c7b1a177c8d03f9e96e0adf246',
       image: { registry: '127.0.0.1:5000/team', push: true, tlsVerify: false, buildArgs: {} },

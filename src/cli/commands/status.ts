@@ -102,7 +102,7 @@ export async function statusCommand(id: string | undefined, options: StatusOptio
     const final = (await source.get(id)) ?? record;
     if (options.json) io.stdout.write(`${JSON.stringify(final, null, 2)}\n`);
     else io.stdout.write(`\n${renderBuildDetails(final, { color })}`);
-    return final.status === 'succeeded' || !isFinalStatus(final.status) ? ExitCode.Success : ExitCode.BuildFailed;
+    return final.status === 'succeeded' || final.status === 'skipped' || !isFinalStatus(final.status) ? ExitCode.Success : ExitCode.BuildFailed;
   }
   if (options.json) io.stdout.write(`${JSON.stringify(record, null, 2)}\n`);
   else io.stdout.write(renderBuildDetails(record, { color }));

@@ -5,6 +5,7 @@ import { shortSha } from '../../core/naming.js';
 import type { BuildRecord } from '../../core/types.js';
 import { paintStatus, palette } from './color.js';
 import { alignColumns, elapsedMs, formatAge, formatDuration, printable, printableLines, type Cell } from './format.js';
+import { settingsSection } from './settings-lines.js';
 import { defaultHint, imageLines, noImageLines, pushSection, warningLines } from './summary.js';
 
 export interface StatusTableOptions {
@@ -77,6 +78,7 @@ export function renderBuildDetails(record: BuildRecord, options: BuildDetailsOpt
     field('Finished', when(record.finishedAt)),
     field('Duration', duration === '-' ? undefined : duration),
     field('Cancelled by', record.cancelledBy ? printable(record.cancelledBy) : undefined),
+    field('Skipped', record.skipReason ? printable(record.skipReason) : undefined),
     field('Log', record.logPath ? printable(record.logPath) : undefined),
   ].filter((row): row is Array<Cell | string> => row !== undefined);
   const lines = alignColumns(fields);
@@ -95,6 +97,8 @@ export function renderBuildDetails(record: BuildRecord, options: BuildDetailsOpt
 
   pushSection(lines, 'Images', imageLines(record, c), c);
   pushSection(lines, 'Projects without an image', noImageLines(record), c);
+  const settings = settingsSection(record);
+  pushSection(lines, settings.title, settings.lines, c);
   pushSection(lines, 'Warnings', warningLines(record, c), c);
 
   if (record.error) {

@@ -22,6 +22,7 @@ export function renderSummary(record: BuildRecord, options: SummaryOptions): str
   );
   const source = sourceLine(record);
   if (source) lines.push(`  ${c.dim(source)}`);
+  if (record.skipReason) lines.push(`  ${c.yellow(`skipped: ${printable(record.skipReason)}`)}`);
 
   pushSection(lines, 'Images', imageLines(record, c), c);
   pushSection(lines, 'Projects without an image', noImageLines(record), c);
@@ -57,6 +58,8 @@ export function statusSymbol(status: JobStatus, c: ChalkInstance): string {
       return c.red(SYMBOLS.failure);
     case 'cancelled':
       return c.yellow(SYMBOLS.cancelled);
+    case 'skipped':
+      return c.yellow(SYMBOLS.skipped);
     default:
       return c.cyan('…');
   }
