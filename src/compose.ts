@@ -5,7 +5,9 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from './config/config.js';
 import type { BuildResults, ResultIndex } from './core/ports.js';
-import type { CodeBuilder, ImageBuilder, ProjectDetector, RepoSettingsReader, SourceProvider } from './core/ports.js';
+import type { CodeBuilder, CommitStatusNotifier, ImageBuilder, ProjectDetector, RepoSettingsReader, SourceProvider } from './core/ports.js';
+import type { StatusNotification } from './core/types.js';
+import type { StatusQueueOptions } from './notify/status-queue.js';
 import { runCommand, type CommandRunner } from './exec/run-command.js';
 import { createBuildRunner, type BuildRunner } from './exec/sandbox.js';
 import { CacheService } from './cache/cache-service.js';
@@ -134,6 +136,33 @@ export function createPipelineAdapters(config: Config, run: CommandRunner = runC
   };
 }
 
+export interface CommitStatusDeps {
+  logger: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+  /** Where the outcomes go (the worker: the final record's `notifications`). */
+  record?: (buildId: string, notifications: StatusNotification[]) => Promise<void>;
+  /** For tests: the retry timings. */
+  queue?: Omit<StatusQueueOptions, 'post'>;
+}
+
+/**
+ * Commit statuses on GitHub (github.*; src/notify), for serve and the worker alike; undefined when
+ * neither github.token nor github.appId is set. Octokit is loaded only then.
+ */
+export async function createCommitStatusNotifier(config: Config, deps: CommitStatusDeps): Promise<CommitStatusNotifier | undefined> {
+  const { github } = config;
+  if (!github.token && github.appId === undefined) return undefined;
+  const [{ createStatusPoster, readPrivateKey }, { GithubCommitStatusNotifier }] = await Promise.all([import('./notify/github-statuses.js'), import('./notify/commit-status-notifier.js')]);
+  const auth = github.token ? { kind: 'token' as const, token: github.token } : { kind: 'app' as const, appId: github.appId!, privateKey: readPrivateKey(github.privateKeyFile!) };
+  const post = createStatusPoster({ apiUrl: github.apiUrl, auth, warn: (message) => deps.logger.warn({ warning: message }, 'GitHub API warning') });
+  return new GithubCommitStatusNotifier({
+    ...deps.queue,
+    post,
+    logger: deps.logger,
+    ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl } : {}),
+    ...(deps.record ? { record: deps.record } : {}),
+  });
+}
+
 /**
  * Reuse of earlier builds' images on `index` (README, Result reuse): the file index under workDir
  * for `build`, the KV bucket every worker shares for `worker`. Undefined when build.reuse is off.
@@ -228,12 +257,17 @@ export async function runWorkerDaemon(config: Config, deps: WorkerDaemonDeps): P
   const logger = deps.logger ?? createWorkerLogger();
   const name = deps.overrides?.name ?? config.worker.name;
   const nats = await connectNats(config.nats, { name: `oci-build-worker${name ? ` ${name}` : ''}` });
+  let notifier: CommitStatusNotifier | undefined;
   try {
-    const worker = await startNatsWorker({ ...workerOptionsFromConfig(config), ...deps.overrides, nats, pipelineDeps: await withSharedResults(config, nats, deps.pipelineDeps), logger });
+    const { recordNotifications } = await import('./queue/kv-notifications.js');
+    notifier = await createCommitStatusNotifier(config, { logger, record: async (id, notifications) => void (await recordNotifications(nats, id, notifications)) });
+    const worker = await startNatsWorker({ ...workerOptionsFromConfig(config), ...deps.overrides, nats, pipelineDeps: await withSharedResults(config, nats, deps.pipelineDeps), logger, ...(notifier ? { notifier } : {}) });
     deps.onStarted?.(worker);
     await worker.run({ handleSignals: deps.handleSignals ?? true, ...(deps.signal ? { signal: deps.signal } : {}) });
     return worker;
   } finally {
+    // The statuses of the last builds, and their records, before the connection goes.
+    await notifier?.close(10_000);
     await closeNats(nats);
   }
 }

@@ -24,6 +24,7 @@ export async function loadCliConfigWithSources(configPath: string | undefined, i
 export function registerConfigSecrets(config: Config, env: Record<string, string | undefined>): void {
   registerSecrets([
     config.git.token,
+    config.github.token,
     config.server.webhookSecret,
     ...config.server.apiTokens,
     config.nats.password,

@@ -16,13 +16,14 @@ export interface ConfigEntry {
 }
 
 /** Keys whose values are never shown, only whether they are set. */
-const SECRET_PATHS = new Set(['git.token', 'server.webhookSecret', 'server.apiTokens', 'nats.password', 'nats.token']);
+const SECRET_PATHS = new Set(['git.token', 'server.webhookSecret', 'server.apiTokens', 'nats.password', 'nats.token', 'github.token']);
 /** Keys shown as the compiled configuration resolves them (relative to the file, `~` expanded). */
 const PATH_KEYS: Record<string, (config: Config) => string | undefined> = {
   workDir: (c) => c.workDir,
   'image.root': (c) => c.image.root,
   'image.runRoot': (c) => c.image.runRoot,
   'image.authFile': (c) => c.image.authFile,
+  'github.privateKeyFile': (c) => c.github.privateKeyFile,
 };
 
 export function explainConfig(merged: Record<string, unknown>, origin: ConfigOrigin, config: Config, defaults: object): ConfigEntry[] {

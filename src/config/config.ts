@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
-import { parseHostEntry } from '../core/hosts.js';
+import { isLoopbackHost, parseHostEntry } from '../core/hosts.js';
 import { CONFIG_SCHEMA, envLayer, mergeLayers, sourceOf, type ConfigOrigin } from './config-layers.js';
 import { explainConfig, type ConfigEntry } from './config-explain.js';
 import { configValidator, type ConfigValidator } from './config-validator.js';
@@ -30,6 +30,8 @@ export interface RawConfig {
     allowedHosts?: string[];
     publicRead?: boolean;
     branches?: { include?: string[]; exclude?: string[] };
+    publicUrl?: string;
+    badgeAuth?: boolean;
   };
   worker?: { concurrency?: number; maxDeliveries?: number; shutdownGrace?: string; cancelSuperseded?: boolean; name?: string };
   build?: {
@@ -42,6 +44,7 @@ export interface RawConfig {
     projects?: Record<string, { command?: string[] }>;
   };
   git?: { token?: string; tokenHosts?: string[]; depth?: number; retries?: number; retryDelay?: string; retryMaxDelay?: string };
+  github?: { token?: string; appId?: number; privateKeyFile?: string; apiUrl?: string };
   image?: {
     registry?: string;
     push?: boolean;
@@ -69,6 +72,9 @@ export interface Config {
     /** The read routes answer without a token (the dashboard for everyone who can reach serve). */
     publicRead: boolean;
     branches: { include: string[]; exclude: string[] };
+    /** Without a trailing slash. */
+    publicUrl?: string;
+    badgeAuth: boolean;
   };
   worker: { concurrency: number; maxDeliveries: number; shutdownGraceMs: number; cancelSuperseded: boolean; name?: string };
   build: {
@@ -82,6 +88,8 @@ export interface Config {
     projects: Record<string, { command?: string[] }>;
   };
   git: { token?: string; tokenHosts: string[]; depth: number; retries: number; retryDelayMs: number; retryMaxDelayMs: number };
+  /** Commit statuses (src/notify): by `token`, or as the App `appId` with the key in `privateKeyFile`. */
+  github: { token?: string; appId?: number; privateKeyFile?: string; apiUrl: string };
   image: {
     registry?: string;
     push: boolean;
@@ -119,6 +127,7 @@ export const DEFAULTS = {
   worker: { concurrency: 1, maxDeliveries: 5, shutdownGrace: '5m', cancelSuperseded: true },
   build: { timeout: '30m', killGrace: '10s', reuse: true, sandbox: 'bubblewrap', env: {}, projects: {} },
   git: { tokenHosts: ['github.com'], depth: 50, retries: 4, retryDelay: '500ms', retryMaxDelay: '10s' },
+  github: { apiUrl: 'https://api.github.com' },
   image: { push: false, tlsVerify: true, storageDriver: 'auto', isolation: 'auto' },
 } satisfies RawConfig;
 
@@ -211,6 +220,7 @@ export function parseConfigWithSources(sources: ConfigSources & { fileData?: unk
 
   validate(merged, origin, issues);
   checkHostLists(merged, origin, issues);
+  checkGithub(merged, origin, issues);
   if (issues.length > 0) {
     throw new ConfigError(`Invalid configuration (${issues.length} problem${issues.length > 1 ? 's' : ''})`, issues, {
       hint: 'Fix the keys listed above; the documented defaults are in oci-build.config.yaml and the schema in schema/oci-build.config.schema.json.',
@@ -275,6 +285,31 @@ function checkHostLists(data: Record<string, unknown>, origin: ConfigOrigin, iss
   }
 }
 
+/**
+ * github.*: a token or an App, not both; an App needs its key; the API is reached over HTTPS (plain
+ * HTTP only on loopback), since the token or the App's tokens go there.
+ */
+function checkGithub(data: Record<string, unknown>, origin: ConfigOrigin, issues: ConfigIssue[]): void {
+  const github = data.github as RawConfig['github'] | undefined;
+  if (!github) return;
+  const issue = (path: string, message: string) => {
+    const source = sourceOf(path, origin);
+    issues.push({ path, message, ...(source ? { source } : {}) });
+  };
+  if (github.token !== undefined && github.appId !== undefined) issue('github.appId', 'set either github.token or github.appId (with github.privateKeyFile), not both');
+  if (github.appId !== undefined && github.privateKeyFile === undefined) issue('github.privateKeyFile', 'is required with github.appId: the GitHub App\'s private key (PEM file)');
+  if (github.privateKeyFile !== undefined && github.appId === undefined) issue('github.appId', 'is required with github.privateKeyFile: the GitHub App\'s id');
+  if (typeof github.apiUrl === 'string') {
+    try {
+      const url = new URL(github.apiUrl);
+      if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) issue('github.apiUrl', 'must be https:// (plain http only to a loopback address): the GitHub token is sent there');
+      if (url.username || url.password) issue('github.apiUrl', 'must not carry credentials');
+    } catch {
+      issue('github.apiUrl', 'is not a URL');
+    }
+  }
+}
+
 function expandHome(path: string, home: string): string {
   return path === '~' ? home : path.startsWith('~/') ? `${home}/${path.slice(2)}` : path;
 }
@@ -301,6 +336,8 @@ function compile(raw: RawConfig, sources: ConfigSources): Config {
       allowedHosts: raw.server?.allowedHosts ?? d.server.allowedHosts,
       publicRead: raw.server?.publicRead ?? d.server.publicRead,
       branches: { include: raw.server?.branches?.include ?? [], exclude: raw.server?.branches?.exclude ?? [] },
+      ...(raw.server?.publicUrl ? { publicUrl: raw.server.publicUrl.replace(/\/+$/, '') } : {}),
+      badgeAuth: raw.server?.badgeAuth ?? false,
     },
     worker: {
       concurrency: raw.worker?.concurrency ?? d.worker.concurrency,
@@ -325,6 +362,12 @@ function compile(raw: RawConfig, sources: ConfigSources): Config {
       retries: raw.git?.retries ?? d.git.retries,
       retryDelayMs: duration(raw.git?.retryDelay, d.git.retryDelay),
       retryMaxDelayMs: duration(raw.git?.retryMaxDelay, d.git.retryMaxDelay),
+    },
+    github: {
+      ...(raw.github?.token ? { token: raw.github.token } : {}),
+      ...(raw.github?.appId !== undefined ? { appId: raw.github.appId } : {}),
+      ...(raw.github?.privateKeyFile ? { privateKeyFile: absolute(raw.github.privateKeyFile) } : {}),
+      apiUrl: (raw.github?.apiUrl ?? d.github.apiUrl).replace(/\/+$/, ''),
     },
     image: {
       ...(raw.image?.registry ? { registry: raw.image.registry } : {}),

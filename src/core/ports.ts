@@ -303,6 +303,21 @@ export interface Reporter {
   recordUpdated?(record: BuildRecord): void | Promise<void>;
 }
 
+/**
+ * Commit statuses on GitHub for webhook builds (src/notify). Each call returns at once: posting
+ * happens in the background, and a status that cannot be posted never fails or delays the build.
+ */
+export interface CommitStatusNotifier {
+  /** serve, after answering 202: `pending`, queued. `stillQueued` is asked before each attempt (a stale post must not land late). */
+  queued(job: BuildJob, options?: { stillQueued?: () => Promise<boolean> }): void;
+  /** A worker starts building the job: `pending`, building. */
+  building(job: BuildJob): void;
+  /** The final record is stored: the final state of every context; the outcomes go to the record's `notifications`. */
+  finished(record: BuildRecord, job?: Pick<BuildJob, 'installationId'>): void;
+  /** Waits up to `timeoutMs` for the posts in flight, then gives the rest up. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
 export interface Clock {
   now(): Date;
 }

@@ -248,6 +248,16 @@ function optionalString(value: unknown, max: number): string | undefined {
   return typeof value === 'string' && value.length > 0 ? value.slice(0, max) : undefined;
 }
 
+/** `installation.id` of a delivery sent by a GitHub App (commit statuses are posted as it): a positive integer, or absent. */
+function installationIdOf(installation: unknown): number | undefined {
+  if (installation === undefined || installation === null) return undefined;
+  const id = isObject(installation) ? installation.id : undefined;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) {
+    throw new InputError(`The payload's installation.id is not a positive integer: ${JSON.stringify(id)?.slice(0, 40)}`);
+  }
+  return id;
+}
+
 /** Decides what a delivery does. Throws InputError (400) for anything malformed. */
 export function decideWebhook(headers: WebhookHeaders, payload: unknown, options: PayloadOptions): WebhookDecision {
   const event = headers.event;
@@ -287,6 +297,7 @@ export function decideWebhook(headers: WebhookHeaders, payload: unknown, options
   const pusher = optionalString(pusherObj?.name, 256);
   const headCommit = isObject(payload.head_commit) ? payload.head_commit : undefined;
   const headCommitMessage = optionalString(headCommit?.message, MAX_MESSAGE_CHARS);
+  const installationId = installationIdOf(payload.installation);
 
   const repo: RepositoryInfo = {
     fullName,
@@ -309,6 +320,7 @@ export function decideWebhook(headers: WebhookHeaders, payload: unknown, options
     image: { ...options.image, buildArgs: { ...options.image.buildArgs } },
     ...(pusher !== undefined ? { pusher } : {}),
     ...(headCommitMessage !== undefined ? { headCommitMessage } : {}),
+    ...(installationId !== undefined ? { installationId } : {}),
     createdAt: (options.now?.() ?? new Date()).toISOString(),
   };
   return { kind: 'job', job, pushKey: pushClaimKey(repo) };

@@ -4,6 +4,7 @@
 
 import type { Config } from '../config/config.js';
 import { ConfigError } from '../core/errors.js';
+import type { CommitStatusNotifier } from '../core/ports.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import type { JobIntake } from './job-intake.js';
 import { ServerMetrics } from './metrics.js';
@@ -28,6 +29,8 @@ export interface ServerOptions {
   settleRetryMs?: number;
   /** Background round trips to NATS of the intake this opens (default 5 s). */
   probeIntervalMs?: number;
+  /** Commit statuses (compose.ts createCommitStatusNotifier); none: no statuses. Not closed by serve. */
+  notifier?: CommitStatusNotifier;
   /** Cancel requests and the workers' list; by default over the intake's NATS connection. */
   control?: BuildControl;
 }
@@ -62,7 +65,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const intake = options.intake ?? (await connectQueueIntake(config.nats, { logger, ...(options.probeIntervalMs !== undefined ? { probeIntervalMs: options.probeIntervalMs } : {}) }));
   const metrics = new ServerMetrics({ queueDepth: () => intake.queueDepth(), defaultMetrics: true });
   const control = options.control ?? (intake instanceof QueueIntake ? queueBuildControl(intake.ctx) : undefined);
-  const app = new ServeApp({ config, secret, intake, ownsIntake, logger, metrics, settleRetryMs: options.settleRetryMs ?? 2000, watchRecords: options.watchRecords !== false, ...(control ? { control } : {}) });
+  const app = new ServeApp({ config, secret, intake, ownsIntake, logger, metrics, settleRetryMs: options.settleRetryMs ?? 2000, watchRecords: options.watchRecords !== false, ...(options.notifier ? { notifier: options.notifier } : {}), ...(control ? { control } : {}) });
 
   if (config.server.apiTokens.length === 0) {
     logger.warn('no API token configured: the status API refuses every request (set OCI_BUILD_SERVER_API_TOKENS)');

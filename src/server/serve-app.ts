@@ -21,6 +21,8 @@ import { accessLogger, type Logger } from '../log/logger.js';
 import { createTokenCheck } from './api-auth.js';
 import { BuildActionRoutes, type BuildControl } from './build-actions.js';
 import { serveDashboard } from './dashboard-route.js';
+import type { CommitStatusNotifier } from '../core/ports.js';
+import { BadgeRoute } from './badge-route.js';
 import { JobEnqueuer } from './enqueue.js';
 import { collectGarbage } from './garbage-collection.js';
 import { HttpError, allow, pathOf, sendJson, type RequestLog } from './http-response.js';
@@ -48,6 +50,8 @@ export interface ServeAppDeps {
   settleRetryMs: number;
   /** Start the status watch that feeds the metrics. */
   watchRecords: boolean;
+  /** Commit statuses: `pending` for each job accepted (src/notify); none: no statuses. */
+  notifier?: CommitStatusNotifier;
   /** Cancel requests and the workers' list (build-actions.ts); none: those routes answer 501. */
   control?: BuildControl;
 }
@@ -58,6 +62,7 @@ export class ServeApp {
   private readonly enqueuer: JobEnqueuer;
   private readonly webhook: WebhookRoute;
   private readonly status: StatusRoutes;
+  private readonly badge: BadgeRoute;
   private readonly actions: BuildActionRoutes;
   /** The access log: same destination, cheaper redaction (see accessLogger). */
   private readonly accessLog: Logger;
@@ -73,7 +78,8 @@ export class ServeApp {
     // would never collect (garbage-collection.ts): collect when the burst ends.
     const budget = new InflightBudget(deps.config.server.maxInflightBytes, () => setImmediate(collectGarbage));
     this.enqueuer = new JobEnqueuer({ intake: deps.intake, logger: deps.logger, settleRetryMs: deps.settleRetryMs });
-    this.webhook = new WebhookRoute({ config: deps.config, secret: deps.secret, enqueuer: this.enqueuer, metrics: deps.metrics, budget });
+    this.webhook = new WebhookRoute({ config: deps.config, secret: deps.secret, enqueuer: this.enqueuer, metrics: deps.metrics, budget, ...(deps.notifier ? { notifier: deps.notifier, intake: deps.intake } : {}) });
+    this.badge = new BadgeRoute({ config: deps.config, intake: deps.intake });
     this.status = new StatusRoutes({ config: deps.config, intake: deps.intake, metrics: deps.metrics, logger: deps.logger });
     this.actions = new BuildActionRoutes({ config: deps.config, intake: deps.intake, enqueuer: this.enqueuer, control: deps.control, checkToken: createTokenCheck(deps.config.server.apiTokens), logger: deps.logger });
     this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res));
@@ -174,6 +180,7 @@ export class ServeApp {
     }
     if (await this.actions.handle(req, res, path, log)) return;
     if (await this.status.handle(req, res, path, log)) return;
+    if (await this.badge.handle(req, res, path, log)) return;
     if (serveDashboard(req, res, path, log)) return;
     throw new HttpError(404, `No route for ${method} ${path}`, 'E_NOT_FOUND');
   }

@@ -5,11 +5,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/config.js';
 import { InputError } from '../core/errors.js';
 import { parseHostList, type HostEntry } from '../core/hosts.js';
+import type { CommitStatusNotifier } from '../core/ports.js';
 import type { BuildJob } from '../core/types.js';
 import { compileBranchFilter } from './branch-filter.js';
 import type { EnqueueResult, JobEnqueuer } from './enqueue.js';
 import { decideWebhook, parseWebhookBody } from './github-payload.js';
 import { HttpError, header, sendJson, unavailable, type RequestLog } from './http-response.js';
+import type { JobIntake } from './job-intake.js';
 import type { ServerMetrics, WebhookOutcome } from './metrics.js';
 import { BodyTooLargeError, checkDeclaredLength, readBody, type InflightBudget } from './request-body.js';
 import { StreamingSignatureCheck, parseSignatureHeader } from './webhook-signature.js';
@@ -27,6 +29,9 @@ export interface WebhookRouteDeps {
   metrics: ServerMetrics;
   /** server.maxInflightBytes: the body bytes held across every connection. */
   budget: InflightBudget;
+  /** Told of each job accepted, after its 202 (the `queued` commit status); `intake` says whether it still is. */
+  notifier?: CommitStatusNotifier;
+  intake?: Pick<JobIntake, 'get'>;
 }
 
 export class WebhookRoute {
@@ -133,7 +138,9 @@ export class WebhookRoute {
     });
     switch (result.kind) {
       case 'queued':
-        return sendJson(res, 202, { jobId: job.id, status: 'queued', ...(result.duplicate ? { duplicate: true } : {}) });
+        sendJson(res, 202, { jobId: job.id, status: 'queued', ...(result.duplicate ? { duplicate: true } : {}) });
+        if (!result.duplicate) this.notifyQueued(job);
+        return;
       case 'known':
         return sendJson(res, 202, { jobId: job.id, status: result.status, duplicate: true });
       case 'replay':
@@ -141,6 +148,13 @@ export class WebhookRoute {
       case 'not-accepted':
         throw unavailable(result.cause);
     }
+  }
+
+  /** The `queued` status, once the answer is out; dropped if a worker has the job by then. */
+  private notifyQueued(job: BuildJob): void {
+    const { notifier, intake } = this.deps;
+    if (!notifier) return;
+    setImmediate(() => notifier.queued(job, intake ? { stillQueued: async () => (await intake.get(job.id))?.status === 'queued' } : {}));
   }
 
   private imageOptions() {

@@ -114,6 +114,7 @@ async function runJob(host: DeliveryHost, active: ActiveJob, notes: string[]): P
   host.stats.started++;
   const started = performance.now();
   logger.info({ attempt, maxDeliveries: options.maxDeliveries, source: job.source.kind }, 'job started');
+  options.notifier?.building(job);
 
   const decorate = (record: BuildRecord): BuildRecord => {
     if (notes.length > 0) record.warnings = [...notes, ...(record.warnings ?? []).filter((w) => !notes.includes(w))];

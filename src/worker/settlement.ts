@@ -44,7 +44,7 @@ export interface WorkerStats {
 /** What settling needs of the worker. */
 export interface SettlementContext {
   readonly name: string;
-  readonly options: Pick<CompiledWorkerOptions, 'maxDeliveries' | 'storeRetryMs'>;
+  readonly options: Pick<CompiledWorkerOptions, 'maxDeliveries' | 'storeRetryMs' | 'notifier'>;
   readonly store: BuildStore;
   readonly logs: JobLogStore;
   readonly stats: WorkerStats;
@@ -84,6 +84,8 @@ export async function settleFinal(
     await log.close();
   }
   await storeRetry(ctx, () => ctx.store.put(final), logger);
+  // In the background: GitHub never holds the settlement up (src/notify).
+  ctx.options.notifier?.finished(final, job);
   await storeRetry(ctx, () => ctx.logs.end(job.id), logger).catch((err: unknown) => logger.warn({ err: describeError(err) }, 'could not end the build log'));
   await acknowledge(active.delivery, logger);
   if (final.status === 'succeeded') ctx.stats.succeeded++;

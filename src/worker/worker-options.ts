@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { createLogger } from '../log/logger.js';
 import { UsageError } from '../core/errors.js';
 import type { PipelineOptions, PipelineResult } from '../core/pipeline.js';
-import { DEFAULT_CONSUMER_NAME, type BuildStore, type JobConsumer, type JobLogStore, type PipelineDeps, type Reporter, type WorkerRegistry } from '../core/ports.js';
+import { DEFAULT_CONSUMER_NAME, type BuildStore, type CommitStatusNotifier, type JobConsumer, type JobLogStore, type PipelineDeps, type Reporter, type WorkerRegistry } from '../core/ports.js';
 import { backoffDelay } from '../core/retry.js';
 import type { BuildJob, ImageOptions } from '../core/types.js';
 import type { Config } from '../config/config.js';
@@ -48,6 +48,8 @@ export interface WorkerPorts {
 
 export interface WorkerOptions extends WorkerPorts {
   pipelineDeps: PipelineDepsFactory;
+  /** Commit statuses of webhook builds (building, final); none: no statuses. Never waited for. */
+  notifier?: CommitStatusNotifier;
   /** Builds at once (default 1). */
   concurrency?: number;
   /** Deliveries of one job before an infrastructure failure becomes final (default 5). */
@@ -91,9 +93,10 @@ export function withImageOverrides(job: BuildJob, overrides: ImageOverrides): Bu
   return { ...job, image: { ...job.image, ...overrides } };
 }
 
-export interface CompiledWorkerOptions extends Required<Omit<WorkerOptions, 'runPipeline' | 'registry' | 'cancels'>> {
+export interface CompiledWorkerOptions extends Required<Omit<WorkerOptions, 'runPipeline' | 'registry' | 'notifier' | 'cancels'>> {
   runPipeline?: PipelineRunner;
   registry?: WorkerRegistry;
+  notifier?: CommitStatusNotifier;
   cancels?: CancelRequestWatch;
 }
 
@@ -118,6 +121,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     store: options.store,
     logs: options.logs,
     ...(options.registry ? { registry: options.registry } : {}),
+    ...(options.notifier ? { notifier: options.notifier } : {}),
     ...(options.cancels ? { cancels: options.cancels } : {}),
     pipelineDeps: options.pipelineDeps,
     concurrency: int('concurrency', options.concurrency ?? 1, 1),

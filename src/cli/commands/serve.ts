@@ -19,7 +19,9 @@ export async function serveCommand(options: { config?: string; host?: string; po
   const { createLogger } = await import('../../log/logger.js');
   const logger = createLogger({ name: 'oci-build-serve' });
   logger.info({ settings: settingsForLog(entries) }, 'effective settings');
-  const server = await startServer({ config, logger });
+  const { createCommitStatusNotifier } = await import('../../compose.js');
+  const notifier = await createCommitStatusNotifier(config, { logger });
+  const server = await startServer({ config, logger, ...(notifier ? { notifier } : {}) });
 
   let removeSignalHandlers: (() => void) | undefined;
   await new Promise<void>((resolveStop) => {
@@ -35,6 +37,7 @@ export async function serveCommand(options: { config?: string; host?: string; po
   });
   try {
     await server.close();
+    await notifier?.close(10_000);
   } finally {
     removeSignalHandlers?.();
   }
