@@ -5,14 +5,13 @@
 // operator key in it is refused by name; a webhook push of a branch it excludes ends `skipped`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildRecord } from '../../src/core/types.js';
-import { signWebhookBody } from '../../src/server/webhook-signature.js';
 import { CLI, isolatedEnv, runCli } from '../helpers/cli.js';
 import { fixtureRepo, git, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
+import { sendPush } from '../helpers/github-push.js';
 import { startGitServer, type GitServer } from '../helpers/git-http-server.mjs';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { freePort, waitFor } from '../helpers/ports.js';
@@ -20,7 +19,6 @@ import { freePort, waitFor } from '../helpers/ports.js';
 const SECRET = 'repo-settings-webhook-secret';
 const TOKEN = 'repo-settings-api-token-0123456789';
 const PREFIX = '127.0.0.1:5999/ci';
-const PUSH = JSON.parse(readFileSync(join(import.meta.dirname, '../fixtures/github/push.json'), 'utf8')) as Record<string, any>;
 
 // The build command writes to out/ (the Go default is dist/) and prints a variable of the file's
 // env; the Containerfile is not where detection looks, and copies from out/.
@@ -81,25 +79,11 @@ async function api<T>(path: string): Promise<{ status: number; body: T }> {
   return { status: response.status, body: (await response.json()) as T };
 }
 
+/** A signed push of `repo` (served as acme/<name>) to `branch`; push.json names main as the default branch. */
 async function push(repo: FixtureRepo, name: string, branch: string): Promise<string> {
-  const payload = structuredClone(PUSH);
-  payload.ref = `refs/heads/${branch}`;
-  payload.before = '0'.repeat(40);
-  payload.after = repo.commit;
-  payload.repository.name = name;
-  payload.repository.full_name = `acme/${name}`;
-  payload.repository.clone_url = gitServer.url(`acme/${name}`);
-  payload.repository.html_url = `http://127.0.0.1:${gitServer.port}/acme/${name}`;
-  payload.repository.default_branch = 'main';
-  payload.head_commit.id = repo.commit;
-  const body = JSON.stringify(payload);
-  const response = await fetch(`${serveUrl}/webhooks/github`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': signWebhookBody(SECRET, body) },
-    body,
-  });
-  expect(response.status).toBe(202);
-  return ((await response.json()) as { jobId: string }).jobId;
+  const answer = await sendPush({ serveUrl, secret: SECRET, gitServer, name, commit: repo.commit, branch });
+  expect(answer.status).toBe(202);
+  return answer.body.jobId as string;
 }
 
 async function finished(id: string): Promise<BuildRecord> {

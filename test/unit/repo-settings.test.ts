@@ -1,6 +1,8 @@
 // `.oci-build.yaml`: the schema and its error style, the operator's keys refused by name, the
 // merge into a detected workspace, and the tag templates.
 
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { configLeaves } from '../../src/config/config-layers.js';
@@ -182,6 +184,13 @@ image: { registry: evil.example/x, push: true, authFile: /root/auth.json, tlsVer
     for (const [name, value] of Object.entries(cache.toolEnv())) {
       if (value.includes('/cache-root')) expect(reservedVariable(name), name).toBe(true);
     }
+  });
+
+  it('the commented example in docs/ is a valid file', async () => {
+    const text = readFileSync(join(import.meta.dirname, '../../docs/oci-build.repo.example.yaml'));
+    const settings = await parseRepoSettings(text);
+    expect(settings.projects['.']).toMatchObject({ command: ['make', 'build'], image: 'payments-api', buildArgs: { VERSION: '1' } });
+    expect(settings.tags).toHaveLength(3);
   });
 
   it('the precompiled validator was generated from the schema shipped now (regenerate it after editing the schema)', () => {
