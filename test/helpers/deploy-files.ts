@@ -30,11 +30,15 @@ export interface ComposeConfig {
   secrets?: Record<string, { file: string }>;
 }
 
-function run(file: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs a tool (docker-compose, systemd-analyze, promtool) to its end; `input` goes to its stdin. */
+export function runTool(file: string, args: string[], options: { cwd?: string; input?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolveRun) => {
-    execFile(file, args, { cwd, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+    const child = execFile(file, args, { cwd: options.cwd, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       resolveRun({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
     });
+    // A tool may answer before it has read all its input.
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(options.input ?? '');
   });
 }
 
@@ -49,7 +53,7 @@ export async function resolvedCompose(): Promise<{ config: ComposeConfig; code: 
     await cp(DEPLOY_DIR, dir.path, { recursive: true });
     await copyFile(join(dir.path, 'oci-build.env.example'), join(dir.path, 'oci-build.env'));
     await writeFile(join(dir.path, 'registry-auth.json'), '{"auths":{}}\n');
-    const result = await run('docker-compose', ['-f', 'compose.yaml', 'config'], dir.path);
+    const result = await runTool('docker-compose', ['-f', 'compose.yaml', 'config'], { cwd: dir.path });
     return { config: (result.code === 0 ? parse(result.stdout) : { services: {} }) as ComposeConfig, code: result.code, stderr: result.stderr };
   } finally {
     await dir.cleanup();

@@ -2,22 +2,13 @@
 // docker-compose 1.29), `systemd-analyze verify`, and promtool (`check config`, `check rules`,
 // `test rules` on the rules' own unit tests). Each must accept its file without a warning.
 
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configLeaves } from '../../src/config/config.js';
-import { DEPLOY_DIR, ociBuildNames, resolvedCompose, type ComposeConfig } from '../helpers/deploy-files.js';
+import { DEPLOY_DIR, ociBuildNames, resolvedCompose, runTool, type ComposeConfig } from '../helpers/deploy-files.js';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
-
-function run(file: string, args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolveRun) => {
-    execFile(file, args, { cwd }, (error, stdout, stderr) => {
-      resolveRun({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 describe('docker-compose config', () => {
   let compose: { config: ComposeConfig; code: number; stderr: string };
@@ -67,14 +58,14 @@ describe('systemd-analyze verify', () => {
       await writeFile(join(dir.path, unit), text.replaceAll('/usr/local/bin/oci-build', stand));
     }
     // A template is verified through an instance of it.
-    const result = await run('systemd-analyze', ['verify', join(dir.path, 'oci-build-serve.service'), join(dir.path, 'oci-build-worker@2.service')]);
+    const result = await runTool('systemd-analyze', ['verify', join(dir.path, 'oci-build-serve.service'), join(dir.path, 'oci-build-worker@2.service')]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toBe('');
   });
 
   it('would report a unit it cannot read (the check is real)', async () => {
     await writeFile(join(dir.path, 'broken.service'), '[Service]\nExecStart=/nonexistent/oci-build serve\nKillMode=sometimes\n');
-    const result = await run('systemd-analyze', ['verify', join(dir.path, 'broken.service')]);
+    const result = await runTool('systemd-analyze', ['verify', join(dir.path, 'broken.service')]);
     expect(result.stderr).toMatch(/KillMode|not executable/);
   });
 });
@@ -83,19 +74,19 @@ describe('promtool', () => {
   const prometheus = join(DEPLOY_DIR, 'prometheus');
 
   it('check config: the scrape config and the rule file it loads', async () => {
-    const result = await run('promtool', ['check', 'config', 'prometheus.yml'], prometheus);
+    const result = await runTool('promtool', ['check', 'config', 'prometheus.yml'], { cwd: prometheus });
     expect(result.code, result.stdout + result.stderr).toBe(0);
     expect(result.stdout).toMatch(/SUCCESS: 1 rule files found/);
   });
 
   it('check rules: every alert rule', async () => {
-    const result = await run('promtool', ['check', 'rules', 'alerts.yml'], prometheus);
+    const result = await runTool('promtool', ['check', 'rules', 'alerts.yml'], { cwd: prometheus });
     expect(result.code, result.stdout + result.stderr).toBe(0);
     expect(result.stdout).toMatch(/SUCCESS: 7 rules found/);
   });
 
   it('test rules: each alert fires on the series it is for, and not on healthy ones', async () => {
-    const result = await run('promtool', ['test', 'rules', 'alerts.test.yml'], prometheus);
+    const result = await runTool('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: prometheus });
     expect(result.code, result.stdout + result.stderr).toBe(0);
     const tested = new Set([...(await readFile(join(prometheus, 'alerts.test.yml'), 'utf8')).matchAll(/alertname: (\w+)/g)].map((m) => m[1]));
     const rules = [...(await readFile(join(prometheus, 'alerts.yml'), 'utf8')).matchAll(/- alert: (\w+)/g)].map((m) => m[1]);

@@ -2,13 +2,13 @@
 // `promtool check metrics` accepts its /metrics, every metric the alert rules name is in it, and
 // every path the deployment files probe or scrape answers.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { signWebhookBody } from '../../src/server/webhook-signature.js';
 import { CLI, isolatedEnv } from '../helpers/cli.js';
-import { kubernetesObjects, readDeployFile } from '../helpers/deploy-files.js';
+import { kubernetesObjects, readDeployFile, runTool } from '../helpers/deploy-files.js';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { freePort, waitFor } from '../helpers/ports.js';
@@ -20,17 +20,6 @@ let sandbox: TempDir;
 let serve: ChildProcess;
 let port: number;
 let scrape: string;
-
-function run(file: string, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolveRun) => {
-    const child = execFile(file, args, (error, stdout, stderr) => {
-      resolveRun({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
-    });
-    // promtool may answer before it has read everything.
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end(input ?? '');
-  });
-}
 
 async function webhook(event: string, body: string, signed: boolean): Promise<number> {
   const response = await fetch(`http://127.0.0.1:${port}/webhooks/github`, {
@@ -91,13 +80,13 @@ function families(text: string): Map<string, string[]> {
 describe('/metrics of a real serve', () => {
   it('passes promtool check metrics', async () => {
     expect(scrape).toContain('oci_build_webhooks_total');
-    const result = await run('promtool', ['check', 'metrics'], scrape);
+    const result = await runTool('promtool', ['check', 'metrics'], { input: scrape });
     expect(result.stdout + result.stderr).toBe('');
     expect(result.code).toBe(0);
   });
 
   it('promtool would say so of a badly named metric (the check is real)', async () => {
-    const result = await run('promtool', ['check', 'metrics'], '# HELP x_total a gauge\n# TYPE x_total gauge\nx_total 1\n');
+    const result = await runTool('promtool', ['check', 'metrics'], { input: '# HELP x_total a gauge\n# TYPE x_total gauge\nx_total 1\n' });
     expect(result.code).not.toBe(0);
     expect(result.stdout + result.stderr).toMatch(/_total/);
   });
@@ -138,7 +127,7 @@ describe('the paths the deployment files probe and scrape', () => {
     const composePort = compose.services.serve!.environment.OCI_BUILD_SERVER_PORT!;
     const at = (p: number) => args.map((arg) => arg.replace(`/dev/tcp/127.0.0.1/${composePort}`, `/dev/tcp/127.0.0.1/${p}`));
     expect(at(port)).not.toEqual(args);
-    expect((await run(file!, at(port))).code).toBe(0);
-    expect((await run(file!, at(await freePort()))).code).not.toBe(0);
+    expect((await runTool(file!, at(port))).code).toBe(0);
+    expect((await runTool(file!, at(await freePort()))).code).not.toBe(0);
   });
 });
