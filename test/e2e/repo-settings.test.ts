@@ -99,8 +99,14 @@ async function finished(id: string): Promise<BuildRecord> {
   return record!;
 }
 
+let daemonOutput = '';
+
 function startDaemon(args: string[]): void {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...daemonEnv }, stdio: ['ignore', 'ignore', 'ignore'] });
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...daemonEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Kept to say why a daemon did not come up.
+  const keep = (d: Buffer) => void (daemonOutput = (daemonOutput + d.toString()).slice(-20_000));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
   daemons.push(child);
 }
 
@@ -123,7 +129,9 @@ beforeAll(async () => {
   };
   startDaemon(['serve']);
   startDaemon(['worker']);
-  await waitFor(async () => (await fetch(`${serveUrl}/health`).catch(() => undefined))?.ok === true, { timeoutMs: 30_000, what: 'serve to answer /health' });
+  await waitFor(async () => (await fetch(`${serveUrl}/health`).catch(() => undefined))?.ok === true, { timeoutMs: 30_000, what: 'serve to answer /health' }).catch((err: Error) => {
+    throw new Error(`${err.message}; the daemons said:\n${daemonOutput}`);
+  });
   jobs.main = await push(good, 'payments', 'main');
   jobs.excluded = await push(good, 'payments', 'feature/x');
   jobs.bad = await push(bad, 'bad-settings', 'main');
