@@ -191,7 +191,7 @@ export class StatusQueue {
       if (failure.kind === 'client') return this.outcome(request, attempt, { error: failure.message });
       if (attempt >= this.maxAttempts) return this.outcome(request, attempt, { error: `${failure.message} (gave up after ${attempt} attempts)` });
       const backoff = backoffDelay(attempt - 1, this.policy);
-      const waitMs = failure.kind === 'rate-limit' ? Math.max(failure.waitMs ?? 60_000, 1000) : Math.max(backoff, failure.waitMs ?? 0);
+      const waitMs = failure.kind === 'rate-limit' ? Math.max(failure.waitMs ?? 60_000, this.policy.baseMs) : Math.max(backoff, failure.waitMs ?? 0);
       if (this.now() + waitMs - started > this.giveUpAfterMs) {
         return this.outcome(request, attempt, { error: `${failure.message} (gave up: the API asked to wait ${Math.ceil(waitMs / 1000)}s, past the ${Math.round(this.giveUpAfterMs / 1000)}s a status is retried)` });
       }
