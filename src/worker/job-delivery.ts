@@ -78,6 +78,8 @@ export async function handleDelivery(host: DeliveryHost, delivery: Delivery): Pr
       case 'ack':
         logger.info({ status: existing?.status }, 'job already finished (its acknowledgement was lost): acknowledging');
         await acknowledge(delivery, logger);
+        // Its final statuses again (the same states: harmless), for a record that serve settled itself (a queued build cancelled).
+        if (existing) options.notifier?.finished(existing, job);
         return;
       case 'final':
         await settleFinal(host, active, record, outcome.error, outcome.status);

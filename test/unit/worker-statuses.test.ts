@@ -119,4 +119,16 @@ describe('the worker with commit statuses', () => {
       { numRuns: 25 },
     );
   }, 120_000);
+
+  it('a job whose record serve already settled (a queued build cancelled) gets its final status when a worker acknowledges it', async () => {
+    script = [];
+    const id = 'st-cancelled-queued';
+    const queued = job(id);
+    await store.put({ id, status: 'cancelled', cancelledBy: 'api:token#1', trigger: 'webhook', repository: { fullName: 'acme/app', commit: COMMIT }, createdAt: queued.createdAt, finishedAt: new Date().toISOString(), phases: [], images: [] });
+    queue.publish(queued);
+    await waitFor(() => queue.stateOf(id) === 'acked', { timeoutMs: 5_000, intervalMs: 2, what: `${id} to be acknowledged` });
+    await waitFor(() => recorded.has(id), { timeoutMs: 5_000, intervalMs: 2, what: `${id}'s statuses to be recorded` });
+    expect(posted.filter((p) => p.job === id)).toEqual([{ job: id, context: 'oci-build', state: 'error' }]);
+    expect((await store.get(id))!.status).toBe('cancelled');
+  });
 });
