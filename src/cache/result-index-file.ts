@@ -8,11 +8,19 @@ import { writeFileAtomic } from '../fs/atomic-write.js';
 
 const KEY = /^[0-9a-f]{64}$/;
 
-/** A value read back is an entry only if it has the fields reuse relies on. */
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+const IMAGE_ID = /^[0-9a-f]{64}$/;
+
+/**
+ * A value read back is an entry only if it has the fields reuse relies on, in their forms: the
+ * digest and image ID reach skopeo and buildah as arguments.
+ */
 export function parseResultEntry(text: string, key: string): ResultEntry | undefined {
   try {
     const value = JSON.parse(text) as Partial<ResultEntry>;
-    if (value.key !== key || typeof value.digest !== 'string' || typeof value.repository !== 'string' || typeof value.buildId !== 'string') return undefined;
+    if (value.key !== key || typeof value.digest !== 'string' || !DIGEST.test(value.digest)) return undefined;
+    if (typeof value.repository !== 'string' || typeof value.buildId !== 'string' || typeof value.project !== 'string' || typeof value.pushed !== 'boolean') return undefined;
+    if (value.imageId !== undefined && (typeof value.imageId !== 'string' || !IMAGE_ID.test(value.imageId))) return undefined;
     return value as ResultEntry;
   } catch {
     return undefined;
