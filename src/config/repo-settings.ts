@@ -15,7 +15,7 @@ import { createRequire } from 'node:module';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { RepoSettingsError, describeError, type ConfigIssue } from '../core/errors.js';
 import type { PhaseContext, RepoSettingsReader } from '../core/ports.js';
-import { REPO_SETTINGS_FILE } from '../core/repo-settings-apply.js';
+import { REPO_SETTINGS_FILE, keyPath } from '../core/repo-settings-apply.js';
 import type { ProjectRepoSettings, RepoSettings, TagEntry } from '../core/types.js';
 import { validateDockerfile } from '../detect/dockerfile.js';
 import { passedVariable } from '../exec/sandbox.js';
@@ -180,14 +180,15 @@ interface SchemaError {
 const TEMPLATE_FORMAT = `must be a tag template: letters, digits, _ . - and the placeholders {branch} {tag} {sha} {shortSha} {date}, starting with a letter, a digit, _ or a placeholder`;
 
 function schemaIssue(error: SchemaError): ConfigIssue[] {
-  const path = error.instancePath.replace(/^\//, '').split('/').map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')).join('.');
+  const segments = error.instancePath === '' ? [] : error.instancePath.replace(/^\//, '').split('/').map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const path = keyPath(segments);
   const schemaPath = error.schemaPath ?? '';
   // A bad key of a map gives its pattern error and `propertyNames`, which names the key: keep that one.
   if (schemaPath.includes('/propertyNames/')) return [];
   // (Told apart by where they are: ajv's standalone code inlines the definitions, so schema paths do not name them.)
   const tagTemplate = /^image\.tags\.\d+(\.tag)?$/.test(path);
   if (tagTemplate && error.keyword === 'type') return [{ path, message: 'must be a tag template (a string) or { tag, branches, defaultBranch }' }];
-  const at = (suffix: string) => (path ? `${path}.${suffix}` : suffix);
+  const at = (suffix: string) => keyPath([...segments, suffix]);
   switch (error.keyword) {
     case 'additionalProperties':
       return [{ path: at(String(error.params.additionalProperty)), message: 'unknown key' }];
@@ -196,7 +197,7 @@ function schemaIssue(error: SchemaError): ConfigIssue[] {
     case 'required':
       return [{ path: at(String(error.params.missingProperty)), message: 'is required' }];
     case 'pattern':
-      if (/^projects\..+\.(dockerfile|context)$/.test(path)) return [{ path, message: 'must be a relative path inside the project (no leading /, no .. segment, no backslash)' }];
+      if (/^projects[.[].+\.(dockerfile|context)$/.test(path)) return [{ path, message: 'must be a relative path inside the project (no leading /, no .. segment, no backslash)' }];
       if (tagTemplate) return [{ path, message: TEMPLATE_FORMAT }];
       if (path.endsWith('.image')) return [{ path, message: 'must be an image repository name: lowercase path components (a-z, 0-9, separated by . _ __ or -) joined by /' }];
       return [{ path, message: `has an invalid format (${error.message ?? 'pattern'})` }];
@@ -213,7 +214,7 @@ function reservedVariableIssues(data: Record<string, unknown>): ConfigIssue[] {
     for (const variable of Object.keys(project.env)) {
       if (!reservedVariable(variable)) continue;
       issues.push({
-        path: `projects.${name}.env.${variable}`,
+        path: keyPath(['projects', name, 'env', variable]),
         message: `is set by oci-build for every build command (the sandbox's PATH, HOME, CI, locale, proxy and CA variables, the cache locations, OCI_BUILD_*); a repository cannot change it`,
       });
     }

@@ -20,6 +20,14 @@ export const REPO_SETTINGS_FILE = '.oci-build.yaml';
 export const TAG_PLACEHOLDERS = ['branch', 'tag', 'sha', 'shortSha', 'date'] as const;
 export type TagPlaceholder = (typeof TAG_PLACEHOLDERS)[number];
 
+/**
+ * A key path as problems and warnings name it: `projects.api.command`, and `projects["."].command`
+ * for a key holding a dot, a space, a quote or a bracket (or empty), so the path reads back.
+ */
+export function keyPath(segments: readonly string[]): string {
+  return segments.map((s, i) => (i === 0 ? s : s === '' || /[.\s"'[\]]/.test(s) ? `[${JSON.stringify(s)}]` : `.${s}`)).join('');
+}
+
 // ---- branches ----
 
 /** Why a webhook build of this branch builds nothing, or undefined. Local builds and tags are never filtered. */
@@ -119,7 +127,7 @@ export function applyProjectSettings(detected: Workspace, settings: RepoSettings
   const seen = new Set<string>();
   for (const [key, wanted] of Object.entries(settings.projects)) {
     const project = projectFor(workspace, key);
-    const at = `${settings.file}: projects.${key}`;
+    const at = `${settings.file}: ${keyPath(['projects', key])}`;
     if (!project) {
       warnings.push(`${at} names no project of this build (${workspace.projects.map((p) => p.name).join(', ')})`);
       continue;
@@ -150,12 +158,12 @@ export function applyProjectSettings(detected: Workspace, settings: RepoSettings
       project.dockerfile = file;
       project.dockerfileCandidates = [file];
       applied.dockerfile = wanted.dockerfile;
-      checks.push({ key: `projects.${key}.dockerfile`, path: file, kind: 'dockerfile' });
+      checks.push({ key: keyPath(['projects', key, 'dockerfile']), path: file, kind: 'dockerfile' });
     }
     if (wanted.context !== undefined) {
       project.context = normalize(join(projectDir || '.', wanted.context));
       applied.context = wanted.context;
-      checks.push({ key: `projects.${key}.context`, path: join(workspace.dir, project.context), kind: 'directory' });
+      checks.push({ key: keyPath(['projects', key, 'context']), path: join(workspace.dir, project.context), kind: 'directory' });
     }
     if (wanted.image !== undefined) project.image = applied.image = wanted.image;
     if (wanted.buildArgs !== undefined) project.buildArgs = applied.buildArgs = { ...wanted.buildArgs };
@@ -216,7 +224,7 @@ export async function detectWithRepoSettings(input: DetectWithSettingsInput): Pr
     input.ctx.log.write(`${name}: ${Object.keys(changed).join(', ')} from ${settings.file}`, 'system');
   }
   if (applied.workspace.selected.length === 0 && applied.disabled.length > 0) {
-    return { kind: 'skip', reason: `every project of this build is disabled in ${settings.file} (${applied.disabled.map((p) => `projects.${p}.enabled: false`).join(', ')})`, settings: record, warnings: applied.warnings };
+    return { kind: 'skip', reason: `every project of this build is disabled in ${settings.file} (${applied.disabled.map((p) => `${keyPath(['projects', p, 'enabled'])}: false`).join(', ')})`, settings: record, warnings: applied.warnings };
   }
   const defaultBranch = input.repository.defaultBranch ?? input.job.repository?.defaultBranch;
   const rendered = renderExtraTags(

@@ -190,8 +190,8 @@ describe('.oci-build.yaml', () => {
     expect(record).toMatchObject({ status: 'failed', error: { phase: 'detect', code: 'E_REPO_SETTINGS' } });
     const message = record.error!.message;
     expect(message).toMatch(/^Invalid \.oci-build\.yaml \(4 problems\):/);
-    expect(message).toContain('.oci-build.yaml: projects...command: must be array');
-    expect(message).toContain('.oci-build.yaml: projects...dockerfile: must be a relative path inside the project');
+    expect(message).toContain('.oci-build.yaml: projects["."].command: must be array');
+    expect(message).toContain('.oci-build.yaml: projects["."].dockerfile: must be a relative path inside the project');
     expect(message).toContain(".oci-build.yaml: image.registry: is the operator's key, not the repository's: the operator sets it in oci-build.config.yaml or OCI_BUILD_IMAGE_REGISTRY");
     expect(message).toContain('.oci-build.yaml: image.tags.0: must be a tag template');
     expect(record.images).toEqual([]);

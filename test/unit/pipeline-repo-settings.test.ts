@@ -95,7 +95,7 @@ describe('runPipeline with .oci-build.yaml', () => {
     const d = deps(reader({ projects: { '.': { dockerfile: 'nope/Dockerfile', context: 'gone' } } }, { '/src/app/nope/Dockerfile': 'nope/Dockerfile does not exist in the commit built', '/src/app/gone': 'gone does not exist in the commit built' }));
     const { record } = await runPipeline(job(), d.all);
     expect(record.error?.message).toBe(
-      'Invalid .oci-build.yaml (2 problems):\n  - .oci-build.yaml: projects...dockerfile: nope/Dockerfile does not exist in the commit built\n  - .oci-build.yaml: projects...context: gone does not exist in the commit built',
+      'Invalid .oci-build.yaml (2 problems):\n  - .oci-build.yaml: projects["."].dockerfile: nope/Dockerfile does not exist in the commit built\n  - .oci-build.yaml: projects["."].context: gone does not exist in the commit built',
     );
   });
 

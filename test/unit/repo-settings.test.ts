@@ -256,8 +256,8 @@ describe('applying projects', () => {
     expect(project).toMatchObject({ buildCommand: ['make', 'build'], dockerfile: '/w/repo/build/Containerfile', context: 'build', image: 'team/payments-api', env: { GOFLAGS: '-tags=prod' }, buildArgs: { V: '1' } });
     expect(applied.projects).toEqual({ repo: settings.projects['.'] });
     expect(applied.checks).toEqual([
-      { key: 'projects...dockerfile', path: '/w/repo/build/Containerfile', kind: 'dockerfile' },
-      { key: 'projects...context', path: '/w/repo/build', kind: 'directory' },
+      { key: 'projects["."].dockerfile', path: '/w/repo/build/Containerfile', kind: 'dockerfile' },
+      { key: 'projects["."].context', path: '/w/repo/build', kind: 'directory' },
     ]);
     expect(imageRepository({ registry: 'reg:5000/ci/', name: 'repo', image: project.image! })).toBe('reg:5000/ci/team/payments-api');
     expect(imageRepository({ name: 'mono', project: 'api', image: project.image! })).toBe('team/payments-api');
