@@ -94,8 +94,8 @@ export type Fault = { status: 500 | 502 | 503 } | { rateLimitResetInMs: number }
 export interface GithubApiServerOptions {
   /** A personal access token the API accepts. */
   token?: string;
-  /** A GitHub App: its id and public key (PEM or KeyObject). */
-  app?: { appId: number; publicKey: string | KeyObject };
+  /** A GitHub App: its id and public key (PEM or KeyObject), and the installation `GET /repos/{owner}/{repo}/installation` names. */
+  app?: { appId: number; publicKey: string | KeyObject; installationId?: number };
 }
 
 export interface PostedStatus {
@@ -194,6 +194,11 @@ export async function startGithubApiServer(options: GithubApiServerOptions): Pro
         const token = `ghs_${randomBytes(18).toString('hex')}`;
         issuedTokens.set(id, token);
         return answer(201, { token, expires_at: new Date(Date.now() + 3600_000).toISOString(), permissions: { statuses: 'write' }, repository_selection: 'all' });
+      }
+      if (op.template === '/repos/{owner}/{repo}/installation') {
+        const jwtProblem = checkJwt(authorization, options.app?.appId, publicKey);
+        if (jwtProblem) return refuse(401, jwtProblem);
+        return answer(200, { id: options.app!.installationId ?? 1, app_id: options.app!.appId, target_type: 'Organization', account: { login: record.params.owner }, permissions: { statuses: 'write' }, events: ['push'] });
       }
       if (op.template === '/repos/{owner}/{repo}/statuses/{sha}') {
         const accepted = [options.token, ...issuedTokens.values()].filter(Boolean).map((t) => `token ${t}`);

@@ -189,7 +189,7 @@ describe('commit statuses of webhook builds', () => {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const keyFile = join(work.path, 'app.pem');
     writeFileSync(keyFile, privateKey.export({ type: 'pkcs1', format: 'pem' }), { mode: 0o600 });
-    const app = await startGithubApiServer({ app: { appId: 4711, publicKey } });
+    const app = await startGithubApiServer({ app: { appId: 4711, publicKey, installationId: 123 } });
     try {
       const appConfig = parseConfig({ fileData: { github: { appId: 4711, privateKeyFile: keyFile, apiUrl: app.url }, server: { publicUrl: PUBLIC_URL } }, env: {} });
       const recorded: Array<[string, unknown]> = [];
@@ -215,6 +215,19 @@ describe('commit statuses of webhook builds', () => {
       // The installation token is a secret of the process from the moment it is known.
       expect(maskSecrets(`Authorization: token ${token}`)).toBe('Authorization: token ***');
       expect(recorded).toEqual([['gh-app-1', [expect.objectContaining({ state: 'pending' }), expect.objectContaining({ context: 'oci-build', state: 'error' })]]]);
+
+      // A push the App did not send (no installation id on the job): its installation on the repository, looked up with the JWT.
+      const other = (await createCommitStatusNotifier(appConfig, { logger: memoryLogger() }))!;
+      const before = app.requests.length;
+      other.finished({ id: 'gh-app-2', status: 'succeeded', trigger: 'webhook', repository: { fullName: 'acme/other', commit: sha }, createdAt: job.createdAt, phases: [], images: [] });
+      await other.close(10_000);
+      expect(app.requests.slice(before).map((r) => [r.method, r.operation, r.status])).toEqual([
+        ['GET', '/repos/{owner}/{repo}/installation', 200],
+        ['POST', '/app/installations/{installation_id}/access_tokens', 201],
+        ['POST', '/repos/{owner}/{repo}/statuses/{sha}', 201],
+      ]);
+      expect(app.statuses().at(-1)).toMatchObject({ repo: 'other', state: 'success', authorization: `token ${app.issuedTokens.get(123)}` });
+      expect(app.problems).toEqual([]);
     } finally {
       await app.close();
     }
