@@ -107,7 +107,7 @@ export function isInfrastructureFailure(record: Pick<BuildRecord, 'status' | 'er
 }
 
 function wholeBuild(record: BuildRecord): Verdict {
-  const status: string = record.status;
+  const status = record.status;
   if (status === 'succeeded') {
     const took = duration(record);
     const images = record.images;
@@ -158,12 +158,11 @@ function duration(record: BuildRecord): string {
 }
 
 function cancelled(record: BuildRecord): string {
-  const reason = (record as { cancelReason?: string }).cancelReason;
+  const reason = record.cancelReason;
   if (record.cancelledBy) return `cancelled by ${record.cancelledBy}${reason ? `: ${reason}` : ''}`;
   return record.error?.message ? `cancelled: ${record.error.message}` : 'cancelled';
 }
 
 function skipReason(record: BuildRecord): string {
-  const reason = (record as { skipReason?: string }).skipReason;
-  return reason ?? record.error?.message ?? record.warnings?.at(-1) ?? 'nothing to build';
+  return record.skipReason ?? record.error?.message ?? record.warnings?.at(-1) ?? 'nothing to build';
 }

@@ -29,7 +29,7 @@ const GREY = '#9f9f9f';
 /** The badge of a repository's latest final build (undefined: none). */
 export function badgeFor(record: BuildRecord | undefined): Badge {
   if (!record) return { message: 'unknown', color: GREY };
-  const status: string = record.status;
+  const status = record.status;
   if (status === 'succeeded') return { message: 'passing', color: '#4c1' };
   if (status === 'failed') return isInfrastructureFailure(record) ? { message: 'error', color: '#fe7d37' } : { message: 'failing', color: '#e05d44' };
   return { message: status, color: GREY };
