@@ -1,7 +1,8 @@
 // The capabilities deploy/ gives a worker container are enough, and the one it adds is needed: a
 // build (bubblewrap sandbox for `go build`, buildah with vfs + chroot for the image) run as root
 // with only the container engine's default capabilities plus compose's cap_add succeeds, and fails
-// without the addition. Seccomp and AppArmor profiles cannot be applied here (no container engine).
+// without the addition; the same holds with no-new-privileges set, as the systemd worker unit has it.
+// Seccomp and AppArmor profiles cannot be applied here (no container engine).
 
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { BuildRecord } from '../../src/core/types.js';
 import { CLI, isolatedEnv } from '../helpers/cli.js';
-import { kubernetesObjects, readDeployFile } from '../helpers/deploy-files.js';
+import { kubernetesObjects, readDeployFile, unitKeys } from '../helpers/deploy-files.js';
 import { fixtureRepo, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
 
 /**
@@ -32,10 +33,14 @@ afterAll(async () => {
   await Promise.allSettled([repo?.cleanup(), sandbox?.cleanup()]);
 });
 
-/** `oci-build build` as root with only `caps` in its bounding set (setpriv), a fresh work directory each time. */
-function buildWith(caps: string[], name: string): { code: number | null; record?: BuildRecord; stderr: string } {
+/**
+ * `oci-build build` as root with only `caps` in its bounding set (setpriv), a fresh work directory
+ * each time; `noNewPrivs` as systemd's NoNewPrivileges=yes sets it.
+ */
+function buildWith(caps: string[], name: string, options: { noNewPrivs?: boolean } = {}): { code: number | null; record?: BuildRecord; stderr: string } {
   const bounding = ['-all', ...caps.map((c) => `+${c.toLowerCase()}`)].join(',');
-  const result = spawnSync('setpriv', [`--bounding-set=${bounding}`, '--', process.execPath, CLI, 'build', repo.dir, '--json'], {
+  const flags = [`--bounding-set=${bounding}`, ...(options.noNewPrivs ? ['--no-new-privs'] : [])];
+  const result = spawnSync('setpriv', [...flags, '--', process.execPath, CLI, 'build', repo.dir, '--json'], {
     cwd: sandbox.path,
     env: { ...process.env, CI: 'true', NO_COLOR: '1', ...isolatedEnv(join(sandbox.path, name)) },
     encoding: 'utf8',
@@ -57,8 +62,9 @@ describe('worker container privileges', () => {
     expect(added).toEqual(['SYS_ADMIN']);
   });
 
-  it("a build succeeds with the engine's default capabilities plus cap_add", () => {
-    const { code, record, stderr } = buildWith([...ENGINE_DEFAULT_CAPS, ...added], 'with');
+  it("a build succeeds with the engine's default capabilities plus cap_add, also under the worker unit's NoNewPrivileges", () => {
+    expect(unitKeys('systemd/oci-build-worker@.service').get('NoNewPrivileges')).toEqual(['yes']);
+    const { code, record, stderr } = buildWith([...ENGINE_DEFAULT_CAPS, ...added], 'with', { noNewPrivs: true });
     expect(code, stderr).toBe(0);
     expect(record?.status).toBe('succeeded');
     expect(record?.phases.find((p) => p.name === 'build')?.status).toBe('succeeded');
