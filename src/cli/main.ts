@@ -105,6 +105,46 @@ Examples:
       setExit(await statusCommand(id, options, io));
     });
 
+  // cancel and rebuild: the same server options as `status --server`.
+  program
+    .command('cancel')
+    .summary("cancel a server's queued or running build")
+    .description("Cancel a build of an oci-build server: a queued build at once, a running one by its worker, which kills every process of it. The record says cancelled and who asked (cancelledBy api:token#N). A local build is cancelled with Ctrl-C in its terminal.")
+    .argument('<id>', 'a build id')
+    .addOption(configOption())
+    .option('--server <url>', 'the oci-build server (http://host:port)')
+    .addOption(new Option('--token <token>', 'API token for --server').env('OCI_BUILD_API_TOKEN'))
+    .option('--reason <text>', 'why, kept in the record (cancelReason)')
+    .addOption(jsonOption("print the server's answer as JSON"))
+    .addOption(workDirOption())
+    .addHelpText('after', `
+Examples:
+  $ oci-build cancel gh-72d1… --server http://ci:8080 --token $TOKEN --reason "wrong branch"`)
+    .action(async (id: string, options) => {
+      const { cancelCommand } = await import('./commands/cancel.js');
+      setExit(await cancelCommand(id, options, io));
+    });
+
+  program
+    .command('rebuild')
+    .summary("build a build's commit again, as a new build")
+    .description("Build the same commit and ref again, as a new build with its own id and rebuildOf. With --server the server queues it; otherwise a local build of a Git URL runs again in the foreground (a build of a directory: run `oci-build build DIR` again).")
+    .argument('<id>', 'a build id')
+    .addOption(configOption())
+    .option('--server <url>', 'the oci-build server (http://host:port)')
+    .addOption(new Option('--token <token>', 'API token for --server').env('OCI_BUILD_API_TOKEN'))
+    .addOption(jsonOption("print the server's answer (or the local build's record) as JSON"))
+    .option('-v, --verbose', "local: stream the build's output to the terminal")
+    .addOption(workDirOption())
+    .addHelpText('after', `
+Examples:
+  $ oci-build rebuild gh-72d1… --server http://ci:8080 --token $TOKEN
+  $ oci-build rebuild 20261129-080102-ab12cd           # a local build of a Git URL, again`)
+    .action(async (id: string, options) => {
+      const { rebuildCommand } = await import('./commands/rebuild.js');
+      setExit(await rebuildCommand(id, options, io));
+    });
+
   const cache = program
     .command('cache')
     .summary('show or clean the dependency caches and the Git mirrors')

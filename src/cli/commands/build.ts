@@ -31,6 +31,8 @@ export interface BuildOptions {
   json?: boolean;
   verbose?: boolean;
   workDir?: string;
+  /** `oci-build rebuild`: the id of the build this one repeats. */
+  rebuildOf?: string;
 }
 
 const URL_SOURCE = /^https?:\/\//i;
@@ -124,6 +126,7 @@ export async function buildCommand(sourceArg: string, options: BuildOptions, io:
       buildArgs,
     },
     createdAt: new Date().toISOString(),
+    ...(options.rebuildOf ? { rebuildOf: options.rebuildOf } : {}),
   };
 
   // Ctrl-C (or SIGTERM) cancels the build: the running command's process group is killed, the

@@ -29,7 +29,7 @@ export function mountBuild(container, id, ctx) {
       return;
     }
     if (gone) return;
-    summary.replaceChildren(...renderSummary(record, ctx, () => void refresh()));
+    summary.replaceChildren(...renderSummary(record, ctx, () => void refresh()).filter(Boolean));
     log.update(record.status);
     if (FINAL.includes(record.status)) stopPoll();
   };

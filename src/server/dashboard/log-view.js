@@ -28,9 +28,10 @@ export class LogView {
 
   /** The record's status changed (or was read): follow a running build, show a finished one's tail. */
   update(status) {
-    const final = FINAL.includes(status);
-    if (!final && this.mode === undefined) void this.follow();
-    else if (final && this.mode !== 'follow' && this.mode !== 'tail' && this.mode !== 'all') void this.load(TAIL_BYTES);
+    // Once: a followed log runs to its end marker; a loaded one is complete.
+    if (this.mode !== undefined) return;
+    if (FINAL.includes(status)) void this.load(TAIL_BYTES);
+    else void this.follow();
   }
 
   stop() {
