@@ -19,7 +19,11 @@ export type SandboxMode = 'bubblewrap' | 'none';
 /** The configuration as written in a file, the environment or flags (durations as strings). */
 export interface RawConfig {
   workDir?: string;
-  nats?: Partial<Record<'url' | 'stream' | 'subject' | 'statusBucket' | 'resultBucket' | 'logStream' | 'user' | 'password' | 'token', string>>;
+  nats?: Partial<Record<'url' | 'stream' | 'subject' | 'statusBucket' | 'resultBucket' | 'logStream' | 'user' | 'password' | 'token' | 'credsFile' | 'nkeySeedFile', string>> & {
+    servers?: string[];
+    tls?: { ca?: string; cert?: string; key?: string };
+    replicas?: number;
+  };
   server?: {
     host?: string;
     port?: number;
@@ -32,6 +36,7 @@ export interface RawConfig {
     branches?: { include?: string[]; exclude?: string[] };
     publicUrl?: string;
     badgeAuth?: boolean;
+    queueWait?: string;
   };
   worker?: { concurrency?: number; maxDeliveries?: number; shutdownGrace?: string; cancelSuperseded?: boolean; name?: string };
   build?: {
@@ -60,7 +65,25 @@ export interface RawConfig {
 /** The configuration the program uses: every default filled in, durations in milliseconds. */
 export interface Config {
   workDir: string;
-  nats: { url: string; stream: string; subject: string; statusBucket: string; resultBucket: string; logStream: string; user?: string; password?: string; token?: string };
+  nats: {
+    /** Every server the client may connect to (nats.servers, or nats.url split at commas). */
+    servers?: string[];
+    /** The servers as one string, for messages. */
+    url: string;
+    stream: string;
+    subject: string;
+    statusBucket: string;
+    resultBucket: string;
+    logStream: string;
+    user?: string;
+    password?: string;
+    token?: string;
+    /** Absolute paths. */
+    tls?: { ca?: string; cert?: string; key?: string };
+    credsFile?: string;
+    nkeySeedFile?: string;
+    replicas: number;
+  };
   server: {
     host: string;
     port: number;
@@ -75,6 +98,8 @@ export interface Config {
     /** Without a trailing slash. */
     publicUrl?: string;
     badgeAuth: boolean;
+    /** server.queueWait: how long a webhook waits for JetStream before a 503. */
+    queueWaitMs: number;
   };
   worker: { concurrency: number; maxDeliveries: number; shutdownGraceMs: number; cancelSuperseded: boolean; name?: string };
   build: {
@@ -113,6 +138,7 @@ export const DEFAULTS = {
     statusBucket: 'oci-build-status',
     resultBucket: 'oci-build-results',
     logStream: 'OCI_BUILD_LOGS',
+    replicas: 1,
   },
   server: {
     host: '127.0.0.1',
@@ -122,6 +148,7 @@ export const DEFAULTS = {
     maxInflightBytes: 64 * 1024 * 1024,
     allowedHosts: ['github.com'],
     publicRead: false,
+    queueWait: '8s',
     branches: { include: [], exclude: [] },
   },
   worker: { concurrency: 1, maxDeliveries: 5, shutdownGrace: '5m', cancelSuperseded: true },
@@ -221,6 +248,7 @@ export function parseConfigWithSources(sources: ConfigSources & { fileData?: unk
   validate(merged, origin, issues);
   checkHostLists(merged, origin, issues);
   checkGithub(merged, origin, issues);
+  checkNats(merged, origin, issues);
   if (issues.length > 0) {
     throw new ConfigError(`Invalid configuration (${issues.length} problem${issues.length > 1 ? 's' : ''})`, issues, {
       hint: 'Fix the keys listed above; the documented defaults are in oci-build.config.yaml and the schema in schema/oci-build.config.schema.json.',
@@ -289,6 +317,20 @@ function checkHostLists(data: Record<string, unknown>, origin: ConfigOrigin, iss
  * github.*: a token or an App, not both; an App needs its key; the API is reached over HTTPS (plain
  * HTTP only on loopback), since the token or the App's tokens go there.
  */
+function checkNats(data: Record<string, unknown>, origin: ConfigOrigin, issues: ConfigIssue[]): void {
+  const nats = data.nats as RawConfig['nats'] | undefined;
+  if (!nats) return;
+  const issue = (path: string, message: string) => {
+    const source = sourceOf(path, origin);
+    issues.push({ path, message, ...(source ? { source } : {}) });
+  };
+  if (nats.tls && (nats.tls.cert === undefined) !== (nats.tls.key === undefined)) {
+    issue(nats.tls.cert === undefined ? 'nats.tls.cert' : 'nats.tls.key', 'nats.tls.cert and nats.tls.key go together: a client certificate needs its key');
+  }
+  const auth = (['credsFile', 'nkeySeedFile', 'token', 'user'] as const).filter((k) => nats[k] !== undefined);
+  if (auth.length > 1) issue(`nats.${auth[1]}`, `set one way to authenticate to NATS, not ${auth.map((k) => `nats.${k}`).join(' and ')}`);
+}
+
 function checkGithub(data: Record<string, unknown>, origin: ConfigOrigin, issues: ConfigIssue[]): void {
   const github = data.github as RawConfig['github'] | undefined;
   if (!github) return;
@@ -310,6 +352,21 @@ function checkGithub(data: Record<string, unknown>, origin: ConfigOrigin, issues
   }
 }
 
+function compileNats(raw: RawConfig['nats'], absolute: (path: string) => string): Config['nats'] {
+  const { servers: listed, tls, credsFile, nkeySeedFile, ...rest } = raw ?? {};
+  const merged = { ...DEFAULTS.nats, ...rest };
+  const servers = listed ?? merged.url.split(',').map((s) => s.trim()).filter(Boolean);
+  const files = tls ? Object.fromEntries(Object.entries(tls).map(([k, v]) => [k, absolute(v)])) : undefined;
+  return {
+    ...merged,
+    servers,
+    url: servers.join(','),
+    ...(files ? { tls: files } : {}),
+    ...(credsFile ? { credsFile: absolute(credsFile) } : {}),
+    ...(nkeySeedFile ? { nkeySeedFile: absolute(nkeySeedFile) } : {}),
+  };
+}
+
 function expandHome(path: string, home: string): string {
   return path === '~' ? home : path.startsWith('~/') ? `${home}/${path.slice(2)}` : path;
 }
@@ -325,7 +382,7 @@ function compile(raw: RawConfig, sources: ConfigSources): Config {
   const duration = (value: string | undefined, fallback: string) => parseDuration(value ?? fallback);
   const config: Config = {
     workDir: absolute(raw.workDir ?? d.workDir),
-    nats: { ...d.nats, ...raw.nats },
+    nats: compileNats(raw.nats, absolute),
     server: {
       host: raw.server?.host ?? d.server.host,
       port: raw.server?.port ?? d.server.port,
@@ -338,6 +395,7 @@ function compile(raw: RawConfig, sources: ConfigSources): Config {
       branches: { include: raw.server?.branches?.include ?? [], exclude: raw.server?.branches?.exclude ?? [] },
       ...(raw.server?.publicUrl ? { publicUrl: raw.server.publicUrl.replace(/\/+$/, '') } : {}),
       badgeAuth: raw.server?.badgeAuth ?? false,
+      queueWaitMs: duration(raw.server?.queueWait, d.server.queueWait),
     },
     worker: {
       concurrency: raw.worker?.concurrency ?? d.worker.concurrency,

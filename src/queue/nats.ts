@@ -2,9 +2,12 @@
 // manager, and the status KV bucket. connectNats() also makes sure the streams and the bucket exist
 // with the settings the rest of the code relies on (idempotent: every process may call it).
 
+import { readFileSync } from 'node:fs';
 import {
   connect,
+  credsAuthenticator,
   DiscardPolicy,
+  nkeyAuthenticator,
   nanos,
   RetentionPolicy,
   StorageType,
@@ -15,7 +18,7 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from 'nats';
-import { ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
+import { ConfigError, ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
 import { JetStreamPublisher } from './js-publisher.js';
 import { isJsError, JsErrorCode } from './nats-errors.js';
 import type { Config } from '../config/config.js';
@@ -65,7 +68,7 @@ export function natsUnavailable(what: string, err: unknown, config?: Pick<Config
 
 export async function connectNats(config: Config['nats'], options: { name?: string; maxReconnectAttempts?: number } = {}): Promise<NatsContext> {
   const connectOptions: ConnectionOptions = {
-    servers: config.url.split(',').map((s) => s.trim()).filter(Boolean),
+    servers: config.servers ?? config.url.split(',').map((s) => s.trim()).filter(Boolean),
     ...(options.name ? { name: options.name } : {}),
     // A daemon outlives NATS restarts: keep reconnecting, and buffer what is published meanwhile.
     reconnect: true,
@@ -81,6 +84,7 @@ export async function connectNats(config: Config['nats'], options: { name?: stri
     ...(config.user ? { user: config.user } : {}),
     ...(config.password ? { pass: config.password } : {}),
     ...(config.token ? { token: config.token } : {}),
+    ...authenticationOf(config),
   };
   let nc: NatsConnection;
   try {
@@ -93,12 +97,59 @@ export async function connectNats(config: Config['nats'], options: { name?: stri
     const js = nc.jetstream({ timeout: 5_000 });
     await ensureJobStream(jsm, config);
     await ensureLogStream(jsm, config);
-    const kv = await js.views.kv(config.statusBucket, { storage: StorageType.File, history: 1 });
+    const kv = await openBucket({ js, jsm, config }, config.statusBucket);
     return { nc, js, jsm, kv, publisher: new JetStreamPublisher(nc), config };
   } catch (err) {
     await nc.close().catch(() => undefined);
     if (isOciBuildError(err)) throw err;
     throw new ServiceUnavailableError(`NATS at ${config.url} has no usable JetStream: ${describeError(err)}`, { cause: err, hint: START_HINT });
+  }
+}
+
+/** TLS files and a credentials file or NKey seed (read when connecting: a bad file is a clear error). */
+function authenticationOf(config: Config['nats']): Partial<ConnectionOptions> {
+  const read = (what: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      const key = what === 'the NATS credentials file' ? 'nats.credsFile' : 'nats.nkeySeedFile';
+      throw new ConfigError(`Cannot read ${what}`, [{ path: key, message: `${file}: ${describeError(err)}; check the path and its permissions` }]);
+    }
+  };
+  const options: Partial<ConnectionOptions> = {};
+  if (config.tls) {
+    options.tls = {
+      ...(config.tls.ca ? { caFile: config.tls.ca } : {}),
+      ...(config.tls.cert ? { certFile: config.tls.cert } : {}),
+      ...(config.tls.key ? { keyFile: config.tls.key } : {}),
+    };
+  }
+  if (config.credsFile) options.authenticator = credsAuthenticator(read('the NATS credentials file', config.credsFile));
+  else if (config.nkeySeedFile) options.authenticator = nkeyAuthenticator(new TextEncoder().encode(read('the NATS NKey seed file', config.nkeySeedFile).toString('utf8').trim()));
+  return options;
+}
+
+/**
+ * A KV bucket with the configured replicas, created when missing; an existing one with another
+ * replica count is updated (JetStream moves the data), so `nats.replicas: 3` on a cluster holds.
+ */
+export async function openBucket(ctx: Pick<NatsContext, 'js' | 'jsm' | 'config'>, name: string): Promise<KV> {
+  const replicas = ctx.config.replicas ?? 1;
+  const kv = await ctx.js.views.kv(name, { storage: StorageType.File, history: 1, replicas });
+  const stream = `KV_${name}`;
+  const current = (await ctx.jsm.streams.info(stream)).config;
+  if ((current.num_replicas || 1) !== replicas) await updateReplicas(ctx.jsm, current, replicas);
+  return kv;
+}
+
+async function updateReplicas(jsm: JetStreamManager, current: StreamConfig, replicas: number): Promise<void> {
+  try {
+    await jsm.streams.update(current.name, { ...current, num_replicas: replicas });
+  } catch (err) {
+    throw new ServiceUnavailableError(`Cannot change stream ${current.name} from ${current.num_replicas || 1} to ${replicas} replicas: ${describeError(err)}`, {
+      cause: err,
+      hint: `A cluster needs at least ${replicas} JetStream nodes for nats.replicas: ${replicas}; set nats.replicas (OCI_BUILD_NATS_REPLICAS) to what the cluster has, or change the stream with \`nats stream edit ${current.name} --replicas ${replicas}\`.`,
+    });
   }
 }
 
@@ -113,7 +164,7 @@ export async function closeNats(ctx: NatsContext): Promise<void> {
   }
 }
 
-async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> & { name: string }, compare: (current: StreamConfig) => boolean): Promise<void> {
+async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> & { name: string; num_replicas: number }, compare: (current: StreamConfig) => boolean): Promise<void> {
   let current: StreamConfig | undefined;
   try {
     current = (await jsm.streams.info(want.name)).config;
@@ -130,6 +181,10 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
       if (!isJsError(err, JsErrorCode.StreamNameInUse)) throw err;
       current = (await jsm.streams.info(want.name)).config;
     }
+  }
+  if ((current.num_replicas || 1) !== want.num_replicas) {
+    await updateReplicas(jsm, current, want.num_replicas);
+    current = { ...current, num_replicas: want.num_replicas };
   }
   if (!compare(current)) {
     // Retention and storage cannot change on a live stream; subjects are added, never dropped
@@ -152,6 +207,7 @@ async function ensureJobStream(jsm: JetStreamManager, config: Config['nats']): P
       storage: StorageType.File,
       duplicate_window: duplicateWindow,
       discard: DiscardPolicy.Old,
+      num_replicas: config.replicas ?? 1,
     },
     (c) => c.subjects.includes(config.subject) && c.subjects.includes(`${config.subject}.>`) && c.duplicate_window >= nanos(2 * 60 * 1000),
   );
@@ -167,6 +223,7 @@ async function ensureLogStream(jsm: JetStreamManager, config: Config['nats']): P
       storage: StorageType.File,
       max_age: nanos(LOG_MAX_AGE_MS),
       discard: DiscardPolicy.Old,
+      num_replicas: config.replicas ?? 1,
     },
     (c) => c.subjects.includes(`${LOG_SUBJECT_PREFIX}.>`) && c.max_age === nanos(LOG_MAX_AGE_MS),
   );

@@ -23,9 +23,9 @@
 //  - a redelivery of a webhook answered 503 finds the NOT_ACCEPTED record and revives it
 //    (compare-and-set back to `queued`), then publishes (publish's `revived`).
 
-import { describeError } from '../core/errors.js';
+import { describeError, isTransient } from '../core/errors.js';
 import { initialRecord } from '../core/pipeline.js';
-import { sleep } from '../core/retry.js';
+import { retry, sleep, type BackoffPolicy } from '../core/retry.js';
 import type { BuildJob, BuildRecord, JobStatus } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
 import { NOT_ACCEPTED, type JobIntake } from './job-intake.js';
@@ -34,6 +34,14 @@ import { NOT_ACCEPTED, type JobIntake } from './job-intake.js';
 const SETTLE_WAIT_MS = 1000;
 /** How long the settle loop waits for NATS to answer a round trip before trying its leftovers. */
 const PROBE_TIMEOUT_MS = 1500;
+/**
+ * Retries of a write that failed transiently within server.queueWait: a JetStream cluster electing
+ * a stream's new leader answers 503 "no responders" (or times out) for several seconds. Every write
+ * of the protocol is idempotent (the claim and the record are conditional creates that recognise
+ * their own earlier attempt; the job's Nats-Msg-Id is the delivery id), so a retry cannot queue a
+ * push twice.
+ */
+const QUEUE_WAIT_POLICY: BackoffPolicy = { baseMs: 100, maxMs: 1000, jitter: 0.5 };
 
 /** What became of a job handed to the queue; the webhook route turns it into an answer. */
 export type EnqueueResult =
@@ -53,6 +61,8 @@ export interface JobEnqueuerOptions {
   logger: Logger;
   /** How often records of webhooks answered 503 are settled again while unsettled. */
   settleRetryMs: number;
+  /** server.queueWait: how long a webhook may wait for NATS (reconnecting, electing) before a 503; 0 answers at once. */
+  queueWaitMs?: number;
 }
 
 export class JobEnqueuer {
@@ -74,8 +84,10 @@ export class JobEnqueuer {
       return result;
     };
     const { intake, logger } = this.options;
-    // A queue known to be away answers 503 at once, before anything is written.
-    if (intake.health().nats !== 'connected') return decide({ kind: 'not-accepted', jobId: job.id });
+    const deadline = Date.now() + (this.options.queueWaitMs ?? 0);
+    // A queue known to be away answers 503 once it has not come back within queueWait, before
+    // anything is written.
+    if (!(await this.waitForQueue(deadline))) return decide({ kind: 'not-accepted', jobId: job.id });
     // Replays build nothing: X-GitHub-Delivery is not signed, so a signed push body sent again
     // under a fresh delivery id would be a new job. The first job to claim the push (repository,
     // ref, before, after) keeps it; a redelivery has the same job id and passes. A claim is never
@@ -85,7 +97,10 @@ export class JobEnqueuer {
     // fell from 0.62 to 0.53 of the bare receiver's (bench webhook-ingest). Nothing is published
     // before both are in, so a record written for a push that another job holds is only removed.
     const record = initialRecord(job);
-    const [claim, created] = await Promise.allSettled([intake.claimPush(pushKey, job.id), intake.createQueued(record)]);
+    const [claim, created] = await Promise.allSettled([
+      this.withinWait(deadline, () => intake.claimPush(pushKey, job.id)),
+      this.withinWait(deadline, () => intake.createQueued(record)),
+    ]);
     if (claim.status === 'rejected') {
       const result = decide({ kind: 'not-accepted', jobId: job.id, cause: claim.reason });
       logger.warn({ jobId: job.id, err: describeError(claim.reason) }, 'cannot claim the push');
@@ -97,7 +112,31 @@ export class JobEnqueuer {
       await this.undoCreate(record, created);
       return result;
     }
-    return this.enqueueClaimed(job, record, created, decide);
+    return this.enqueueClaimed(job, record, created, decide, deadline);
+  }
+
+  /** True once the queue is connected and answering; false if it is not by the deadline. */
+  private async waitForQueue(deadline: number): Promise<boolean> {
+    const { intake } = this.options;
+    for (let attempt = 0; intake.health().nats !== 'connected'; attempt++) {
+      const left = deadline - Date.now();
+      if (left <= 0 || this.stopping.signal.aborted) return false;
+      if (intake.health().nats === 'unresponsive') await intake.probe(Math.min(left, PROBE_TIMEOUT_MS));
+      else await sleep(Math.min(left, 100), this.stopping.signal);
+    }
+    return true;
+  }
+
+  /** `write`, retried while it fails transiently and the deadline has not passed. */
+  private withinWait<T>(deadline: number, write: () => Promise<T>): Promise<T> {
+    const left = deadline - Date.now();
+    if (left <= 0) return write();
+    return retry(write, {
+      policy: QUEUE_WAIT_POLICY,
+      deadlineMs: left,
+      retryable: (err): err is unknown => isTransient(err) && !this.stopping.signal.aborted,
+      onRetry: (err, delayMs, attempt) => this.options.logger.info({ err: describeError(err), delayMs, attempt }, 'the build queue did not take a write; retrying within server.queueWait'),
+    });
   }
 
   /** The record of a push this job does not hold: removed, or (a create whose answer was lost may land later) settled like any record of a 503. */
@@ -107,7 +146,7 @@ export class JobEnqueuer {
   }
 
   /** The queued record, then the job (see the protocol at the top of this file). */
-  private async enqueueClaimed(job: BuildJob, record: BuildRecord, stored: PromiseSettledResult<Created>, decide: (result: EnqueueResult) => EnqueueResult): Promise<EnqueueResult> {
+  private async enqueueClaimed(job: BuildJob, record: BuildRecord, stored: PromiseSettledResult<Created>, decide: (result: EnqueueResult) => EnqueueResult, deadline: number): Promise<EnqueueResult> {
     const { intake, logger } = this.options;
     if (stored.status === 'rejected') {
       const result = decide({ kind: 'not-accepted', jobId: job.id, cause: stored.reason });
@@ -140,7 +179,7 @@ export class JobEnqueuer {
       // A redelivery of a still-queued job publishes again with the same Nats-Msg-Id: within the
       // stream's duplicate window JetStream drops it, and if the first publish never happened
       // (serve died in between) this one queues it.
-      const published = await intake.publish(job, revived !== undefined ? { revived } : {});
+      const published = await this.withinWait(deadline, () => intake.publish(job, revived !== undefined ? { revived } : {}));
       return decide({ kind: 'queued', jobId: job.id, duplicate: published.duplicate || !created.created });
     } catch (err) {
       // A redelivery's publish failing leaves the record of the attempt that created it alone.

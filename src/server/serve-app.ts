@@ -77,7 +77,7 @@ export class ServeApp {
     // A burst over the budget leaves its chunks as garbage outside the V8 heap, which an idle serve
     // would never collect (garbage-collection.ts): collect when the burst ends.
     const budget = new InflightBudget(deps.config.server.maxInflightBytes, () => setImmediate(collectGarbage));
-    this.enqueuer = new JobEnqueuer({ intake: deps.intake, logger: deps.logger, settleRetryMs: deps.settleRetryMs });
+    this.enqueuer = new JobEnqueuer({ intake: deps.intake, logger: deps.logger, settleRetryMs: deps.settleRetryMs, queueWaitMs: deps.config.server.queueWaitMs });
     this.webhook = new WebhookRoute({ config: deps.config, secret: deps.secret, enqueuer: this.enqueuer, metrics: deps.metrics, budget, ...(deps.notifier ? { notifier: deps.notifier, intake: deps.intake } : {}) });
     this.badge = new BadgeRoute({ config: deps.config, intake: deps.intake });
     this.status = new StatusRoutes({ config: deps.config, intake: deps.intake, metrics: deps.metrics, logger: deps.logger });

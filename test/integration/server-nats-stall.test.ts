@@ -90,6 +90,8 @@ beforeAll(async () => {
       OCI_BUILD_NATS_STATUS_BUCKET: ctx.config.statusBucket,
       OCI_BUILD_SERVER_WEBHOOK_SECRET: SECRET,
       OCI_BUILD_SERVER_PORT: '0',
+      // The protocol when NATS is away for longer than server.queueWait: 503 at once here.
+      OCI_BUILD_SERVER_QUEUE_WAIT: '0s',
     },
     home: '/tmp',
   });

@@ -151,3 +151,46 @@ describe('durations', () => {
     expect(() => parseDuration('')).toThrow(/Invalid duration/);
   });
 });
+
+describe('NATS cluster settings', () => {
+  it('defaults to one server, one replica, and an 8 s queueWait', () => {
+    const config = parseConfig({ home });
+    expect(config.nats).toMatchObject({ servers: ['nats://127.0.0.1:4222'], replicas: 1 });
+    expect(config.server.queueWaitMs).toBe(8000);
+  });
+
+  it('reads the servers, TLS files, credentials and replicas from the environment, paths made absolute', () => {
+    const config = parseConfig({
+      home,
+      cwd: '/etc/oci-build',
+      env: {
+        OCI_BUILD_NATS_SERVERS: 'nats://a:4222,nats://b:4222,tls://c:4222',
+        OCI_BUILD_NATS_TLS_CA: 'ca.pem',
+        OCI_BUILD_NATS_TLS_CERT: '/pki/client.pem',
+        OCI_BUILD_NATS_TLS_KEY: '~/client-key.pem',
+        OCI_BUILD_NATS_CREDS_FILE: 'nats.creds',
+        OCI_BUILD_NATS_REPLICAS: '3',
+        OCI_BUILD_SERVER_QUEUE_WAIT: '6s',
+      },
+    });
+    expect(config.nats.servers).toEqual(['nats://a:4222', 'nats://b:4222', 'tls://c:4222']);
+    expect(config.nats.url).toBe('nats://a:4222,nats://b:4222,tls://c:4222');
+    expect(config.nats.tls).toEqual({ ca: '/etc/oci-build/ca.pem', cert: '/pki/client.pem', key: '/home/tester/client-key.pem' });
+    expect(config.nats.credsFile).toBe('/etc/oci-build/nats.creds');
+    expect(config.nats.replicas).toBe(3);
+    expect(config.server.queueWaitMs).toBe(6000);
+  });
+
+  it('nats.url keeps its comma-separated cluster form', () => {
+    expect(parseConfig({ home, env: { OCI_BUILD_NATS_URL: 'nats://a:1, nats://b:2' } }).nats.servers).toEqual(['nats://a:1', 'nats://b:2']);
+  });
+
+  it('refuses a certificate without its key, two ways to authenticate, and replicas out of range, each by name', () => {
+    const issues = issuesOf(() =>
+      parseConfig({ home, env: { OCI_BUILD_NATS_TLS_CERT: 'c.pem', OCI_BUILD_NATS_CREDS_FILE: 'x.creds', OCI_BUILD_NATS_TOKEN: 't', OCI_BUILD_NATS_REPLICAS: '7' } }),
+    );
+    const paths = issues.map((i) => i.path);
+    expect(paths).toEqual(expect.arrayContaining(['nats.tls.key', 'nats.token', 'nats.replicas']));
+    expect(issues.find((i) => i.path === 'nats.token')!.message).toMatch(/one way to authenticate/);
+  });
+});

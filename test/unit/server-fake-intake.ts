@@ -7,6 +7,7 @@
 import { matchesBuildFilter, newestFirst } from '../../src/core/build-list.js';
 import type { BuildListFilter } from '../../src/core/ports.js';
 import type { BuildJob, BuildRecord } from '../../src/core/types.js';
+import { ServiceUnavailableError } from '../../src/core/errors.js';
 import { NOT_ACCEPTED, type IntakeHealth, type JobIntake, type RecordChange } from '../../src/server/job-intake.js';
 
 export class FakeIntake implements JobIntake {
@@ -29,6 +30,11 @@ export class FakeIntake implements JobIntake {
   failPublish = false;
   failDiscard = false;
   failClaim = false;
+  /**
+   * The next this-many publishes and record creates fail as NATS fails while a cluster elects a
+   * stream leader: transiently (503 no responders), nothing stored.
+   */
+  electionFailures = 0;
   /** Resolves a log follower's wait: push lines, then end(). */
   private readonly followers = new Map<string, Array<() => void>>();
   private readonly ended = new Set<string>();
@@ -50,6 +56,7 @@ export class FakeIntake implements JobIntake {
 
   async createQueued(record: BuildRecord): Promise<{ created: boolean; record: BuildRecord; revision?: number }> {
     if (this.failCreate || !this.connected) throw new Error('fake: KV create timed out');
+    this.electing('create');
     const existing = this.records.get(record.id);
     if (existing) return { created: false, record: existing, revision: this.revisions.get(record.id)! };
     return { created: true, record, revision: this.storeRecord(record) };
@@ -75,8 +82,15 @@ export class FakeIntake implements JobIntake {
     return { revived: true, revision: this.storeRecord(record) };
   }
 
+  private electing(what: string): void {
+    if (this.electionFailures <= 0) return;
+    this.electionFailures--;
+    throw new ServiceUnavailableError(`fake: ${what}: no stream answered (503 no responders)`);
+  }
+
   async publish(job: BuildJob, options: { revived?: number } = {}): Promise<{ duplicate: boolean }> {
     if (this.failPublish || !this.connected) throw new Error('fake: publish timed out');
+    this.electing('publish');
     const msgId = job.deliveryId ?? job.id;
     if (!this.msgIds.has(msgId)) {
       this.append(msgId, job);

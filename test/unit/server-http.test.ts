@@ -20,7 +20,8 @@ const PING = readFileSync(join(import.meta.dirname, '../fixtures/github/ping.jso
 const DELETE = readFileSync(join(import.meta.dirname, '../fixtures/github/push-delete.json'), 'utf8');
 
 function configWith(env: Record<string, string>): Config {
-  return parseConfig({ env: { OCI_BUILD_SERVER_PORT: '0', ...env }, home: '/tmp' });
+  // server.queueWait 0: NATS away answers 503 at once (the queueWait tests set their own).
+  return parseConfig({ env: { OCI_BUILD_SERVER_PORT: '0', OCI_BUILD_SERVER_QUEUE_WAIT: '0s', ...env }, home: '/tmp' });
 }
 
 let counter = 0;
@@ -646,5 +647,46 @@ describe('status API without tokens', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('server.queueWait: a webhook waits for NATS (a cluster electing a leader) before a 503', () => {
+  let intake: FakeIntake;
+  let server: RunningServer;
+
+  beforeEach(async () => {
+    intake = new FakeIntake();
+    server = await startServer({
+      config: configWith({ OCI_BUILD_SERVER_WEBHOOK_SECRET: SECRET, OCI_BUILD_SERVER_QUEUE_WAIT: '5s' }),
+      intake,
+      logger: createLogger({ level: 'silent' }),
+    });
+  });
+  afterEach(() => server.close());
+
+  it('transient failures of the record create and the publish are retried: 202, one record, one job', async () => {
+    intake.electionFailures = 4;
+    const res = await sendWebhook(server.url);
+    expect(res.status).toBe(202);
+    expect(intake.electionFailures).toBe(0);
+    expect(intake.records.size).toBe(1);
+    expect([...intake.records.values()][0]!.status).toBe('queued');
+    expect(intake.published).toHaveLength(1);
+  });
+
+  it('NATS disconnected and back within queueWait: 202', async () => {
+    intake.connected = false;
+    const answer = sendWebhook(server.url);
+    setTimeout(() => (intake.connected = true), 300);
+    const res = await answer;
+    expect(res.status).toBe(202);
+    expect(intake.published).toHaveLength(1);
+  });
+
+  it('a failure that is not transient is not retried: 503 with the record settled', async () => {
+    intake.failPublish = true;
+    const res = await sendWebhook(server.url);
+    expect(res.status).toBe(503);
+    expect([...intake.records.values()][0]).toMatchObject({ status: 'failed', error: { code: 'E_NOT_ACCEPTED' } });
   });
 });
