@@ -113,7 +113,12 @@ beforeAll(async () => {
   };
   // The slow repository's build is a command that sleeps (build.projects.<name>.command).
   const workerConfig = join(sandbox.path, 'worker.yaml');
-  writeFileSync(workerConfig, `build:\n  projects:\n    slow-repo:\n      command: ["sh", "-c", "echo sleeping for the cancel test; exec sleep ${SLEEP_SECONDS}"]\n`);
+  // The noisy one prints colours, HTML and some 400 KiB: more than the tail the page shows first.
+  const noisy = ['sh', '-c', "printf '\\033[1;31mred alert\\033[0m <b>not bold</b>\\n'; seq -f 'line %06.0f of the noisy build' 1 12000"];
+  writeFileSync(
+    workerConfig,
+    `build:\n  projects:\n    slow-repo:\n      command: ["sh", "-c", "echo sleeping for the cancel test; exec sleep ${SLEEP_SECONDS}"]\n    noisy-repo:\n      command: ${JSON.stringify(noisy)}\n`,
+  );
   startDaemon(['serve'], env);
   startDaemon(['worker', '-c', workerConfig], env);
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
@@ -209,6 +214,26 @@ describe('the dashboard', () => {
     await page.locator(`tr[data-id="${id}"]`).waitFor({ timeout: 15_000 });
     await screenshot('dashboard-builds');
   }, 200_000);
+
+  it("a huge log shows its tail first, with Load all; ANSI colours are rendered and the log's HTML is text", async () => {
+    const noisy = await served('sample-go-repo', 'noisy-repo');
+    const id = await push(noisy, 'noisy-repo');
+    // Ended (its image fails: the command built no binary) before the page opens: the tail is loaded.
+    await waitFor(async () => ['succeeded', 'failed', 'cancelled'].includes((await record(id)).status), { timeoutMs: 120_000, intervalMs: 500, what: 'the noisy build to end' });
+    await page.goto(`${serveUrl}/#/builds/${id}`);
+    const skipped = page.locator('.log-skipped');
+    await skipped.waitFor({ timeout: 30_000 });
+    expect(await skipped.textContent()).toMatch(/KiB of earlier output not shown/);
+    expect(await page.locator('pre.log').textContent()).toContain('line 012000 of the noisy build');
+    expect(await page.locator('pre.log').textContent()).not.toContain('line 000001 of');
+    await page.click('.load-all');
+    await expect.poll(() => page.locator('pre.log').textContent(), { timeout: 30_000 }).toContain('line 000001 of the noisy build');
+    expect(await skipped.isHidden()).toBe(true);
+    const red = page.locator('pre.log span.ansi-fg-1.ansi-bold');
+    expect(await red.textContent()).toBe('red alert');
+    expect(await page.locator('pre.log b').count()).toBe(0);
+    expect(await page.locator('pre.log').textContent()).toContain('<b>not bold</b>');
+  }, 180_000);
 
   it("is usable on a phone's width: nothing wider than the screen", async () => {
     const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
