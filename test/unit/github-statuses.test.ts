@@ -3,6 +3,8 @@
 // github.apiUrl only, the github.* configuration, the installation id of a webhook, and the token
 // kept out of every build's environment.
 
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createBuildCommandRunner } from '../../src/compose.js';
 import { parseConfig } from '../../src/config/config.js';
@@ -47,6 +49,32 @@ describe('apiOnlyFetch', () => {
     }
     // The API's own origin is reached (nothing listens on port 9: a network error, not a refusal).
     await expect(fetchApi('http://127.0.0.1:9/api/v3/repos/a/b/statuses/c')).rejects.not.toBeInstanceOf(StatusPostError);
+  });
+
+  it('never follows a redirect: the credential stays with github.apiUrl', async () => {
+    const elsewhere: string[] = [];
+    const other = createServer((req, res) => {
+      elsewhere.push(`${req.method} ${req.url} ${req.headers.authorization ?? ''}`);
+      res.end('{}');
+    });
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const api = createServer((_req, res) => {
+      res.writeHead(307, { location: `http://127.0.0.1:${(other.address() as AddressInfo).port}/steal` });
+      res.end();
+    });
+    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+    try {
+      const base = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
+      await expect(apiOnlyFetch(base)(`${base}/repos/a/b/statuses/c`, { method: 'POST', headers: { authorization: 'token ghp_secret' }, body: '{}' })).rejects.toMatchObject({
+        kind: 'client',
+        status: 307,
+        message: expect.stringContaining('not followed'),
+      });
+      expect(elsewhere).toEqual([]);
+    } finally {
+      api.close();
+      other.close();
+    }
   });
 });
 
