@@ -239,11 +239,12 @@ describe('the dashboard', () => {
     const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
     try {
       await phone.goto(`${serveUrl}/`);
-      await phone.evaluate((token) => sessionStorage.setItem('oci-build.apiToken', token), TOKEN);
+      // Expressions run in the page (the tests' TypeScript has no DOM types).
+      await phone.evaluate(`sessionStorage.setItem('oci-build.apiToken', ${JSON.stringify(TOKEN)})`);
       await phone.goto(`${serveUrl}/#/builds/${goBuildId}`);
       await phone.locator('h1 .status').waitFor({ timeout: 15_000 });
       await phone.locator('pre.log .line').first().waitFor({ timeout: 15_000 });
-      const widths = await phone.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: window.innerWidth }));
+      const widths = (await phone.evaluate('({ page: document.documentElement.scrollWidth, screen: window.innerWidth })')) as { page: number; screen: number };
       expect(widths.page).toBeLessThanOrEqual(widths.screen);
     } finally {
       await phone.close();
