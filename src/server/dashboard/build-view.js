@@ -57,6 +57,8 @@ function renderSummary(record, ctx, refresh) {
     record.worker ? ['Worker', record.worker] : undefined,
     record.rebuildOf ? ['Rebuild of', h('a', { href: `#/builds/${encodeURIComponent(record.rebuildOf)}`, class: 'mono' }, record.rebuildOf)] : undefined,
     record.cancelledBy ? ['Cancelled by', record.cancelledBy + (record.cancelReason ? ` — ${record.cancelReason}` : '')] : undefined,
+    record.skipReason ? ['Skipped', record.skipReason] : undefined,
+    record.notifications?.length ? ['Commit statuses', notifications(record.notifications)] : undefined,
   ].filter(Boolean);
   return [
     h('h1', {}, statusBadge(record.status), ' ', h('span', { class: 'mono' }, record.id)),
@@ -66,6 +68,13 @@ function renderSummary(record, ctx, refresh) {
     timeline(record),
     images(record),
   ];
+}
+
+/** The last state posted (or not) per GitHub status context. */
+function notifications(list) {
+  const last = new Map();
+  for (const n of list) last.set(n.context, n);
+  return h('ul', { class: 'messages' }, [...last.values()].map((n) => h('li', { class: n.error ? 'error' : undefined }, `${n.context}: ${n.state}${n.error ? ` (not posted: ${n.error})` : ''}`)));
 }
 
 function actions(record, ctx, refresh) {

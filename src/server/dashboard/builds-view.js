@@ -4,7 +4,7 @@
 import { json } from './api.js';
 import { buildDuration, formatDuration, h, poll, relativeTime, statusBadge } from './dom.js';
 
-const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'];
 const LIMIT = 50;
 
 export function mountBuilds(container, params, ctx) {
