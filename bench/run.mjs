@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const ORDER = ['local-overhead', 'git-sync', 'nx-affected', 'webhook-ingest', 'pickup-latency'];
+const ORDER = ['sea-startup', 'local-overhead', 'git-sync', 'nx-affected', 'webhook-ingest', 'pickup-latency', 'rebuild'];
 const available = readdirSync(here)
   .filter((f) => f.endsWith('.mjs') && !['run.mjs', 'rss-probe.mjs', 'support.mjs'].includes(f))
   .map((f) => f.replace(/\.mjs$/, ''))

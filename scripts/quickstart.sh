@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/prepare.sh
-echo "==> npm run build"
+echo "==> npm run build (dist/oci-build: the single executable, no Node needed to run it)"
 npm run --silent build
-echo "==> oci-build build fixtures/sample-go-repo"
-exec node bin/oci-build.js build fixtures/sample-go-repo "$@"
+echo "==> dist/oci-build build fixtures/sample-go-repo"
+exec dist/oci-build build fixtures/sample-go-repo "$@"
