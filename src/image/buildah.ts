@@ -75,7 +75,7 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
  * 50-100 ms after every build. Undefined when the store's root is buildah's own choice (it may come
  * from storage.conf) or the file does not say; the caller then asks `buildah images`.
  */
-async function storedDigest(store: ResolvedStorage, imageId: string): Promise<string | undefined> {
+export async function storedDigest(store: ResolvedStorage, imageId: string): Promise<string | undefined> {
   if (!store.root) return undefined;
   try {
     const images = JSON.parse(await readFile(join(store.root, `${store.driver}-images`, 'images.json'), 'utf8')) as unknown;

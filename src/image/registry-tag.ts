@@ -11,7 +11,7 @@ import type { PhaseContext, ResultEntry, ReuseSource, ReuseTarget } from '../cor
 import type { CommandRunner } from '../exec/run-command.js';
 import { globalArgs, imagesArgs, type ResolvedStorage } from './buildah-args.js';
 import { hasRegistryHost } from './buildah-errors.js';
-import { resolveStorage, type BuildahOptions } from './buildah.js';
+import { resolveStorage, storedDigest, type BuildahOptions } from './buildah.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
@@ -49,6 +49,9 @@ export function createImageReuse(deps: { run: CommandRunner; options: BuildahOpt
 
   /** The image's manifest digest in the local store, or undefined when the store does not hold it. */
   async function localImage(imageId: string, ctx: PhaseContext): Promise<{ digest?: string } | undefined> {
+    // The store's own index, read directly when its root is known: a `buildah images` process costs 50-100 ms.
+    const stored = await storedDigest(await store(), imageId);
+    if (stored) return { digest: stored };
     try {
       const result = await run('buildah', imagesArgs(await store(), imageId), { signal: ctx.signal, displayName: 'buildah images', killGraceMs: deps.killGraceMs });
       const images = JSON.parse(result.stdout) as Array<{ id?: string; digest?: string }>;
@@ -78,15 +81,15 @@ export function createImageReuse(deps: { run: CommandRunner; options: BuildahOpt
       if (source.kind === 'local') {
         const names = target.tags.map((tag) => `${target.repository}:${tag}`);
         ctx.log.write(`buildah tag ${source.imageId.slice(0, 12)} ${names.join(' ')} (reused, not built)`, 'system');
+        // `buildah tag` fails when the store no longer holds the ID: the image tagged is the one located.
         await run('buildah', [...globalArgs(await store()), 'tag', source.imageId, ...names], { signal: ctx.signal, displayName: 'buildah tag', killGraceMs: deps.killGraceMs, log: ctx.log });
-        const local = await localImage(source.imageId, ctx);
-        if (!local) throw new CommandFailedError(`The image ${source.imageId} left the local store while it was being tagged`, 'buildah tag', 0);
-        return { imageId: source.imageId, ...(local.digest ? { digest: local.digest } : {}), pushed: false };
+        return { imageId: source.imageId, ...(source.digest ? { digest: source.digest } : {}), pushed: false };
       }
       const from = `docker://${target.repository}@${source.digest}`;
       const dir = await mkdtemp(join(tmpdir(), 'oci-build-retag-'));
       try {
-        for (const tag of target.tags) {
+        // One copy per tag, at once: each only writes a manifest.
+        await Promise.all(target.tags.map(async (tag) => {
           const digestFile = join(dir, `${tag}.digest`);
           ctx.log.write(`skopeo copy --preserve-digests ${target.repository}@${source.digest} → :${tag} (reused, no layer uploaded)`, 'system');
           await run(
@@ -98,7 +101,7 @@ export function createImageReuse(deps: { run: CommandRunner; options: BuildahOpt
           if (digest !== source.digest) {
             throw new CommandFailedError(`The registry gave ${target.repository}:${tag} the digest ${digest}, not the reused image's ${source.digest}`, 'skopeo copy', 0);
           }
-        }
+        }));
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
