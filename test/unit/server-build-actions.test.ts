@@ -8,6 +8,7 @@ import type { CancelRequest } from '../../src/core/cancel-request.js';
 import { initialRecord } from '../../src/core/pipeline.js';
 import type { BuildJob, BuildRecord } from '../../src/core/types.js';
 import { createLogger } from '../../src/log/logger.js';
+import { jobSubject, supersedeKeyOf } from '../../src/queue/job-queue.js';
 import type { BuildControl, WorkerView } from '../../src/server/build-actions.js';
 import { startServer, type RunningServer } from '../../src/server/http-server.js';
 import { FakeIntake } from './server-fake-intake.js';
@@ -149,6 +150,9 @@ describe('POST /builds/:id/rebuild', () => {
       image: { registry: 'registry.example/team', push: false },
     });
     expect(s.intake.records.get(answer.jobId)).toMatchObject({ status: 'queued', rebuildOf: 'gh-1' });
+    // Deliberate: it neither supersedes the branch's builds nor is superseded (the plain subject).
+    expect(supersedeKeyOf(published!)).toBeUndefined();
+    expect(jobSubject({ subject: 'builds.webhook' }, published!)).toBe('builds.webhook');
   });
 
   it('is never deduplicated away as a replayed push; the same Idempotency-Key gives the same rebuild', async () => {
