@@ -2,13 +2,12 @@
 // has no node, no node_modules anywhere near it. It prints its version and help, checks the
 // machine, and builds the Go fixture into an image.
 
-import { execFile } from 'node:child_process';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isolatedEnv } from '../helpers/cli.js';
 import { fixtureRepo, REPO_ROOT, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
-import { ensureSeaExecutable, nodelessPath, type NodelessPath } from '../helpers/sea-executable.js';
+import { ensureSeaExecutable, nodelessPath, runExecutable, type NodelessPath } from '../helpers/sea-executable.js';
 
 let dir: TempDir;
 let exe: string;
@@ -29,16 +28,9 @@ afterAll(async () => {
   await dir?.cleanup();
 });
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolveRun) => {
-    execFile(
-      exe,
-      args,
-      // Only what a user's shell would have: no NODE_* variables, no node on PATH.
-      { cwd: dir.path, env: { PATH: path.path, HOME: join(dir.path, 'home'), CI: 'true', NO_COLOR: '1', ...env }, timeout: 170_000, maxBuffer: 16 * 1024 * 1024 },
-      (error, stdout, stderr) => resolveRun({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
-    );
-  });
+function run(args: string[], env: Record<string, string> = {}) {
+  // Only what a user's shell would have: no NODE_* variables, no node on PATH.
+  return runExecutable(exe, args, { cwd: dir.path, env: { PATH: path.path, HOME: join(dir.path, 'home'), CI: 'true', NO_COLOR: '1', ...env } });
 }
 
 describe('dist/oci-build, alone', () => {

@@ -3,14 +3,14 @@
 // working directory, home, terminal settings, hostname, pid and clock. Each check runs the same
 // executable twice under different values and expects each run to show its own.
 
-import { spawn, execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/ports.js';
-import { ensureSeaExecutable } from '../helpers/sea-executable.js';
+import { ensureSeaExecutable, runExecutable } from '../helpers/sea-executable.js';
 
 let exe: string;
 let dir: TempDir;
@@ -26,12 +26,8 @@ afterAll(async () => {
   await dir?.cleanup();
 });
 
-function run(args: string[], options: { cwd: string; env: Record<string, string> }): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolveRun) => {
-    execFile(exe, args, { cwd: options.cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...options.env }, timeout: 60_000 }, (error, stdout, stderr) =>
-      resolveRun({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
-    );
-  });
+function run(args: string[], options: { cwd: string; env: Record<string, string> }) {
+  return runExecutable(exe, args, { cwd: options.cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...options.env }, timeoutMs: 60_000 });
 }
 
 type Setting = { key: string; value: unknown; source: string };

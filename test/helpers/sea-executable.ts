@@ -3,9 +3,10 @@
 // several test files share one build. Also: a PATH with every tool of this machine but Node, to
 // show that the executable needs no Node install.
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, symlinkSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { CliResult } from './cli.js';
 import { REPO_ROOT } from './fixtures.js';
 
 export const SEA_EXECUTABLE = join(REPO_ROOT, 'dist/oci-build');
@@ -39,4 +40,13 @@ export function nodelessPath(): NodelessPath {
   const probe = spawnSync('sh', ['-c', 'command -v node'], { env: { PATH: dir } });
   if (probe.status === 0) throw new Error(`${dir} still resolves node`);
   return { path: dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Runs an executable (dist/oci-build, buildah) with exactly `env`; never rejects. */
+export function runExecutable(file: string, args: string[], options: { env: Record<string, string | undefined>; cwd?: string; timeoutMs?: number }): Promise<CliResult> {
+  return new Promise((resolveRun) => {
+    execFile(file, args, { cwd: options.cwd, env: options.env, timeout: options.timeoutMs ?? 170_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
+      resolveRun({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    );
+  });
 }
