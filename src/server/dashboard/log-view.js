@@ -28,9 +28,21 @@ export class LogView {
 
   /** The record's status changed (or was read): follow a running build, show a finished one's tail. */
   update(status) {
-    // Once: a followed log runs to its end marker; a loaded one is complete.
+    const final = FINAL.includes(status);
+    // The stream ended (or failed) while the build still runs: serve restarted, the network
+    // dropped. Follow again, from the start.
+    if (!final && (this.mode === 'ended' || this.mode === 'failed')) {
+      this.pre.replaceChildren();
+      this.shownBytes = 0;
+      this.sizes = [];
+      this.droppedWhileFollowing = 0;
+      this.skipped.hidden = true;
+      void this.follow();
+      return;
+    }
+    // Otherwise once: a followed log runs to its end marker; a loaded one is complete.
     if (this.mode !== undefined) return;
-    if (FINAL.includes(status)) void this.load(TAIL_BYTES);
+    if (final) void this.load(TAIL_BYTES);
     else void this.follow();
   }
 
