@@ -10,9 +10,9 @@
 // every slot re-issues its own at once.
 
 import { AckPolicy, DeliverPolicy, KvWatchInclude, nanos, type Consumer, type ConsumerMessages, type JsMsg, type KvEntry, type QueuedIterator } from 'nats';
-import { ServiceUnavailableError, describeError } from '../core/errors.js';
+import { ServiceUnavailableError, describeError, isTransient } from '../core/errors.js';
 import type { ConsumerEvent, ConsumerSettings, ConsumerWatch, Delivery, JobConsumer, PushMark } from '../core/ports.js';
-import { sleep } from '../core/retry.js';
+import { retry, sleep } from '../core/retry.js';
 import type { BuildJob } from '../core/types.js';
 import { LATEST_KEY_PREFIX, keyOfSubject, newestJob, newestQueuedJob, raiseLatest, supersedeKeyOf, type LatestJob } from './job-queue.js';
 import { isJsError, JsErrorCode } from './nats-errors.js';
@@ -23,6 +23,9 @@ const REWATCH_MS = 1_000;
 /** The stream may not have stored a job yet when the plain subscription hears of it: look again after this. */
 const RECHECK_MS = 250;
 
+/** How long ensure() keeps trying while JetStream answers with timeouts or no responders. */
+const ENSURE_WAIT_MS = 30_000;
+
 export class JetStreamJobConsumer implements JobConsumer {
   private name?: string;
   private consumer?: Consumer;
@@ -30,7 +33,16 @@ export class JetStreamJobConsumer implements JobConsumer {
 
   constructor(private readonly ctx: NatsContext) {}
 
-  async ensure(settings: ConsumerSettings): Promise<void> {
+  /**
+   * Creates or updates the durable consumer. Retried while JetStream fails transiently (for up to
+   * ENSURE_WAIT_MS): on a cluster, two workers starting together, or a consumer leader being
+   * elected, can time out a first attempt; a daemon should not exit for that.
+   */
+  ensure(settings: ConsumerSettings): Promise<void> {
+    return retry(() => this.ensureOnce(settings), { policy: { baseMs: 250, maxMs: 2_000, jitter: 0.5 }, deadlineMs: ENSURE_WAIT_MS, retryable: (err): err is unknown => isTransient(err) });
+  }
+
+  private async ensureOnce(settings: ConsumerSettings): Promise<void> {
     const { jsm, config } = this.ctx;
     const { name } = settings;
     this.name = name;

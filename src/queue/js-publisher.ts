@@ -9,7 +9,7 @@
 // subscription and the interval start with the first publish: a worker or a one-shot `status`
 // that publishes nothing through it pays for neither.
 
-import { createInbox, headers as natsHeaders, type MsgHdrs, type NatsConnection, type NatsError, type Msg, type Subscription } from 'nats';
+import { createInbox, Events, headers as natsHeaders, type MsgHdrs, type NatsConnection, type NatsError, type Msg, type Subscription } from 'nats';
 
 export interface PublishAck {
   stream: string;
@@ -57,8 +57,26 @@ export class JetStreamPublisher {
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly timeoutMs = 5_000,
-  ) {}
+    // Short: a publish that a cluster electing a new stream leader never answers is retried by
+    // its caller (serve, within server.queueWait) rather than waited for.
+    private readonly timeoutMs = 2_000,
+  ) {
+    void this.failOnDisconnect();
+  }
+
+  /**
+   * A publish sent on a connection that then broke (its server killed) will never be answered:
+   * its acknowledgement, if the server stored it at all, went down with the socket. Failing it at
+   * once, rather than after the timeout, lets the caller retry on the connection nats.js makes to
+   * another node of the cluster (every publish here is idempotent: a message id or an expected
+   * sequence), which is what keeps a webhook inside server.queueWait during a node's death.
+   */
+  private async failOnDisconnect(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (this.closed) return;
+      if (status.type === Events.Disconnect) this.expire(Number.POSITIVE_INFINITY, 'the connection to NATS broke before the acknowledgement');
+    }
+  }
 
   publish(subject: string, data: Uint8Array | string, options: PublishOptions = {}): Promise<PublishAck> {
     if (this.closed) return Promise.reject(new Error('the JetStream publisher is closed'));
