@@ -14,7 +14,8 @@ import type { Config } from '../config/config.js';
 import { cancelMessage, cancelledByToken, cleanCancelReason, type CancelRequest } from '../core/cancel-request.js';
 import { describeError } from '../core/errors.js';
 import { parseHostList, type HostEntry } from '../core/hosts.js';
-import { isFinalStatus, type BuildRecord } from '../core/types.js';
+import type { CommitStatusNotifier } from '../core/ports.js';
+import { isFinalStatus, type BuildJob, type BuildRecord } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
 import type { AuthResult } from './api-auth.js';
 import type { JobEnqueuer } from './enqueue.js';
@@ -56,6 +57,8 @@ export interface BuildActionDeps {
   control: BuildControl | undefined;
   checkToken: (authorization: string | undefined) => AuthResult;
   logger: Logger;
+  /** Commit statuses: a rebuild's `pending`, as a webhook's (src/notify); none: no statuses. */
+  notifier?: CommitStatusNotifier;
 }
 
 export class BuildActionRoutes {
@@ -131,7 +134,9 @@ export class BuildActionRoutes {
     const result = await this.deps.enqueuer.enqueue(job, decision.pushKey);
     switch (result.kind) {
       case 'queued':
-        return sendJson(res, 202, { jobId: job.id, status: 'queued', rebuildOf: id, ...(result.duplicate ? { duplicate: true } : {}) });
+        sendJson(res, 202, { jobId: job.id, status: 'queued', rebuildOf: id, ...(result.duplicate ? { duplicate: true } : {}) });
+        if (!result.duplicate) this.notifyQueued(job);
+        return;
       case 'known':
         return sendJson(res, 202, { jobId: job.id, status: result.status, rebuildOf: id, duplicate: true });
       case 'replay':
@@ -140,6 +145,13 @@ export class BuildActionRoutes {
       case 'not-accepted':
         throw unavailable(result.cause);
     }
+  }
+
+  /** The `queued` status once the answer is out, dropped if a worker has the job by then (as webhook-route.ts does). */
+  private notifyQueued(job: BuildJob): void {
+    const { notifier, intake } = this.deps;
+    if (!notifier) return;
+    setImmediate(() => notifier.queued(job, { stillQueued: async () => (await intake.get(job.id))?.status === 'queued' }));
   }
 
   /** Throws 401/403 unless the request carries a token of server.apiTokens; its position (from 1). */

@@ -81,7 +81,7 @@ export class ServeApp {
     this.webhook = new WebhookRoute({ config: deps.config, secret: deps.secret, enqueuer: this.enqueuer, metrics: deps.metrics, budget, ...(deps.notifier ? { notifier: deps.notifier, intake: deps.intake } : {}) });
     this.badge = new BadgeRoute({ config: deps.config, intake: deps.intake });
     this.status = new StatusRoutes({ config: deps.config, intake: deps.intake, metrics: deps.metrics, logger: deps.logger });
-    this.actions = new BuildActionRoutes({ config: deps.config, intake: deps.intake, enqueuer: this.enqueuer, control: deps.control, checkToken: createTokenCheck(deps.config.server.apiTokens), logger: deps.logger });
+    this.actions = new BuildActionRoutes({ config: deps.config, intake: deps.intake, enqueuer: this.enqueuer, control: deps.control, checkToken: createTokenCheck(deps.config.server.apiTokens), logger: deps.logger, ...(deps.notifier ? { notifier: deps.notifier } : {}) });
     this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res));
     // Webhook bodies are small and arrive at once; a client trickling a body is cut off.
     this.server.requestTimeout = 120_000;

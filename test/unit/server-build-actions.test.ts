@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import { parseConfig } from '../../src/config/config.js';
 import type { CancelRequest } from '../../src/core/cancel-request.js';
+import type { CommitStatusNotifier } from '../../src/core/ports.js';
 import { initialRecord } from '../../src/core/pipeline.js';
 import type { BuildJob, BuildRecord } from '../../src/core/types.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -61,12 +62,24 @@ function put(intake: FakeIntake, id: string, status: BuildRecord['status'], over
 
 const silent = createLogger({ destination: new Writable({ write: (_c, _e, done) => done() }), level: 'info' });
 
+/** Records what serve asks of GitHub (src/notify's port). */
+class RecordingNotifier implements CommitStatusNotifier {
+  readonly queuedJobs: BuildJob[] = [];
+  queued(job: BuildJob): void {
+    this.queuedJobs.push(job);
+  }
+  building(): void {}
+  finished(): void {}
+  async close(): Promise<void> {}
+}
+
 async function serve(env: Record<string, string> = {}) {
   const intake = new FakeIntake();
   const control = new FakeControl(intake);
+  const notifier = new RecordingNotifier();
   const config = parseConfig({ env: { OCI_BUILD_SERVER_PORT: '0', OCI_BUILD_SERVER_WEBHOOK_SECRET: 'secret-for-unit-tests', OCI_BUILD_SERVER_API_TOKENS: `${TOKEN_A},${TOKEN_B}`, ...env }, home: '/tmp' });
-  const server = await startServer({ config, intake, control, logger: silent, watchRecords: false, host: '127.0.0.1', port: 0 });
-  return { intake, control, server };
+  const server = await startServer({ config, intake, control, notifier, logger: silent, watchRecords: false, host: '127.0.0.1', port: 0 });
+  return { intake, control, notifier, server };
 }
 
 function post(server: RunningServer, path: string, options: { token?: string | null; body?: unknown; headers?: Record<string, string> } = {}) {
@@ -150,6 +163,8 @@ describe('POST /builds/:id/rebuild', () => {
       image: { registry: 'registry.example/team', push: false },
     });
     expect(s.intake.records.get(answer.jobId)).toMatchObject({ status: 'queued', rebuildOf: 'gh-1' });
+    // Its commit status `pending` goes out like a webhook's.
+    await expect.poll(() => s.notifier.queuedJobs.map((j) => j.id)).toContain(answer.jobId);
     // Deliberate: it neither supersedes the branch's builds nor is superseded (the plain subject).
     expect(supersedeKeyOf(published!)).toBeUndefined();
     expect(jobSubject({ subject: 'builds.webhook' }, published!)).toBe('builds.webhook');
