@@ -242,6 +242,8 @@ describe('webhook → worker → registry', () => {
     const marker = join(env.OCI_BUILD_WORK_DIR!, 'cache', 'maven', '.oci-build-seeded');
     expect(existsSync(marker)).toBe(true);
     const seededAt = statSync(marker).mtimeMs;
+    // A change to the sources: a commit of the same tree would reuse the first image (result reuse).
+    await appendFile(join(javaRepo.dir, 'pom.xml'), '\n<!-- second commit -->\n');
     const commit = javaRepo.commitAll('second commit', '2026-01-02T00:00:00Z');
     execFileSync('git', ['push', '-q', '--force', gitServer.repoPath('acme/sample-java-repo'), 'HEAD:main'], { cwd: javaRepo.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     const id = await push({ ...javaRepo, commit }, 'sample-java-repo', javaRepo.commit);
