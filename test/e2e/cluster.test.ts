@@ -13,7 +13,7 @@ import { CLI, isolatedEnv } from '../helpers/cli.js';
 import { fixtureRepo, git, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
 import { sendPush } from '../helpers/github-push.js';
 import { startGitServer, type GitServer } from '../helpers/git-http-server.mjs';
-import { startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.js';
+import { startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.mjs';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { startRegistry } from '../helpers/registry.js';
 

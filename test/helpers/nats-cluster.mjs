@@ -3,39 +3,40 @@
 // node can be SIGKILLed and started again on the same ports and store; it catches up from the
 // others. `leaderOf` asks a node's monitoring endpoint who leads a stream (and its consumers).
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
-import { connect as netConnect } from 'node:net';
+// Plain JavaScript (types in nats-cluster.d.mts) so that the chaos benchmark can use it too.
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect as netConnect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tempDir } from './fixtures.js';
-import { freePort, waitFor } from './ports.js';
 
-export interface ClusterNode {
-  name: string;
-  port: number;
-  clusterPort: number;
-  monitorPort: number;
-  url: string;
-  storeDir: string;
-  running(): boolean;
-  /** SIGKILL: no goodbye to the cluster, as a crashed machine. */
-  kill(): Promise<void>;
-  start(): Promise<void>;
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolvePort(port));
+    });
+  });
 }
 
-export interface NatsCluster {
-  nodes: ClusterNode[];
-  /** Every client URL, comma-separated (the form of nats.url / nats.servers). */
-  urls: string[];
-  node(name: string): ClusterNode;
-  /** The server_name of the node that leads the stream (or the stream's consumer) now. */
-  leaderOf(stream: string, consumer?: string): Promise<string | undefined>;
-  /** Waits until every running node reports the stream current with a leader. */
-  waitForLeader(stream: string, consumer?: string): Promise<string>;
-  stop(): Promise<void>;
+async function waitFor(check, { timeoutMs = 15_000, intervalMs = 50, what = 'a condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not ready yet
+    }
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
 }
 
-function portOpen(port: number): Promise<boolean> {
+function portOpen(port) {
   return new Promise((resolveOpen) => {
     const socket = netConnect(port, '127.0.0.1');
     socket.once('connect', () => {
@@ -46,21 +47,13 @@ function portOpen(port: number): Promise<boolean> {
   });
 }
 
-interface JszStream {
-  name: string;
-  cluster?: { leader?: string };
-  consumer_detail?: Array<{ name: string; cluster?: { leader?: string } }>;
-}
-interface Jsz {
-  account_details?: Array<{ stream_detail?: JszStream[] }>;
-}
-
-export async function startNatsCluster(options: { size?: number; name?: string } = {}): Promise<NatsCluster> {
+/** @param {{ size?: number, name?: string }} [options] */
+export async function startNatsCluster(options = {}) {
   const size = options.size ?? 3;
   const clusterName = options.name ?? 'oci-build-test';
-  const root = await tempDir('oci-build-nats-cluster-');
+  const root = { path: await mkdtemp(join(tmpdir(), 'oci-build-nats-cluster-')) };
   const ports = await Promise.all(Array.from({ length: size }, async () => ({ port: await freePort(), clusterPort: await freePort(), monitorPort: await freePort() })));
-  const nodes: ClusterNode[] = [];
+  const nodes = [];
   for (const [i, p] of ports.entries()) {
     const name = `n${i + 1}`;
     const storeDir = join(root.path, name);
@@ -81,7 +74,7 @@ export async function startNatsCluster(options: { size?: number; name?: string }
         '',
       ].join('\n'),
     );
-    let child: ChildProcess | undefined;
+    let child;
     nodes.push({
       name,
       ...p,
@@ -100,7 +93,7 @@ export async function startNatsCluster(options: { size?: number; name?: string }
         const running = child;
         child = undefined;
         if (!running || running.exitCode !== null || running.signalCode !== null) return;
-        await new Promise<void>((resolveExit) => {
+        await new Promise((resolveExit) => {
           running.once('exit', () => resolveExit());
           running.kill('SIGKILL');
         });
@@ -113,22 +106,22 @@ export async function startNatsCluster(options: { size?: number; name?: string }
   // every node before that, so ask for the meta leader through /jsz.
   await waitFor(
     async () => {
-      const answers = await Promise.all(nodes.map((n) => fetch(`http://127.0.0.1:${n.monitorPort}/jsz`).then((r) => r.json() as Promise<{ meta_cluster?: { leader?: string } }>)));
+      const answers = await Promise.all(nodes.map((n) => fetch(`http://127.0.0.1:${n.monitorPort}/jsz`).then((r) => r.json())));
       return answers.every((a) => Boolean(a.meta_cluster?.leader));
     },
     { what: 'the JetStream meta leader', timeoutMs: 30_000, intervalMs: 200 },
   );
 
-  const byName = (name: string) => {
+  const byName = (name) => {
     const found = nodes.find((n) => n.name === name);
     if (!found) throw new Error(`no cluster node named ${name}`);
     return found;
   };
-  const leaderOf = async (stream: string, consumer?: string): Promise<string | undefined> => {
+  const leaderOf = async (stream, consumer) => {
     for (const n of nodes.filter((x) => x.running())) {
       try {
         const res = await fetch(`http://127.0.0.1:${n.monitorPort}/jsz?streams=true&consumers=true&config=false`);
-        const jsz = (await res.json()) as Jsz;
+        const jsz = await res.json();
         for (const account of jsz.account_details ?? []) {
           for (const s of account.stream_detail ?? []) {
             if (s.name !== stream) continue;
@@ -148,7 +141,7 @@ export async function startNatsCluster(options: { size?: number; name?: string }
     node: byName,
     leaderOf,
     waitForLeader: async (stream, consumer) => {
-      let leader: string | undefined;
+      let leader;
       await waitFor(
         async () => {
           leader = await leaderOf(stream, consumer);
@@ -156,11 +149,11 @@ export async function startNatsCluster(options: { size?: number; name?: string }
         },
         { what: `a leader for ${stream}${consumer ? `/${consumer}` : ''}`, timeoutMs: 30_000, intervalMs: 200 },
       );
-      return leader!;
+      return leader;
     },
     stop: async () => {
       await Promise.all(nodes.map((n) => n.kill()));
-      await root.cleanup();
+      await rm(root.path, { recursive: true, force: true });
     },
   };
 }

@@ -3,7 +3,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, StorageType, type NatsConnection } from 'nats';
-import { startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.js';
+import { startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.mjs';
 
 let cluster: NatsCluster;
 let nc: NatsConnection;
