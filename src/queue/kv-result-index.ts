@@ -2,10 +2,10 @@
 // result key (core/result-key.ts), value = the ResultEntry JSON. A commit one worker built is
 // found by every other; two workers that build one key at once write the same image's entry.
 
-import { StorageType, type KV } from 'nats';
+import type { KV } from 'nats';
 import type { ResultEntry, ResultIndex } from '../core/ports.js';
 import { parseResultEntry } from '../cache/result-index-file.js';
-import { natsUnavailable, type NatsContext } from './nats.js';
+import { natsUnavailable, openBucket, type NatsContext } from './nats.js';
 
 export const DEFAULT_RESULT_BUCKET = 'oci-build-results';
 
@@ -18,7 +18,7 @@ export class KvResultIndex implements ResultIndex {
   ) {}
 
   private kv(): Promise<KV> {
-    this.bucket ??= this.ctx.js.views.kv(this.name, { storage: StorageType.File, history: 1 }).catch((err: unknown) => {
+    this.bucket ??= openBucket(this.ctx, this.name).catch((err: unknown) => {
       this.bucket = undefined;
       throw natsUnavailable(`Cannot open the result bucket ${this.name}`, err, this.ctx.config);
     });

@@ -146,11 +146,15 @@ async function updateReplicas(jsm: JetStreamManager, current: StreamConfig, repl
   try {
     await jsm.streams.update(current.name, { ...current, num_replicas: replicas });
   } catch (err) {
-    throw new ServiceUnavailableError(`Cannot change stream ${current.name} from ${current.num_replicas || 1} to ${replicas} replicas: ${describeError(err)}`, {
-      cause: err,
-      hint: `A cluster needs at least ${replicas} JetStream nodes for nats.replicas: ${replicas}; set nats.replicas (OCI_BUILD_NATS_REPLICAS) to what the cluster has, or change the stream with \`nats stream edit ${current.name} --replicas ${replicas}\`.`,
-    });
+    throw replicasError(current.name, current.num_replicas || 1, replicas, err);
   }
+}
+
+function replicasError(stream: string, from: number | undefined, replicas: number, err: unknown): ServiceUnavailableError {
+  return new ServiceUnavailableError(`Cannot ${from === undefined ? 'create' : 'change'} stream ${stream} ${from === undefined ? 'with' : `from ${from} to`} ${replicas} replicas: ${describeError(err)}`, {
+    cause: err,
+    hint: `nats.replicas: ${replicas} needs a JetStream cluster of at least ${replicas} nodes; set nats.replicas (OCI_BUILD_NATS_REPLICAS) to what the servers have${from === undefined ? '' : `, or change the stream with \`nats stream edit ${stream} --replicas ${replicas}\``}.`,
+  });
 }
 
 /** Drains the connection (flushes buffered publishes) and closes it. */
@@ -176,6 +180,7 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
       await jsm.streams.add(want);
       return;
     } catch (err) {
+      if (want.num_replicas > 1 && !isJsError(err, JsErrorCode.StreamNameInUse)) throw replicasError(want.name, undefined, want.num_replicas, err);
       // Another process created it between our look and our add (with other settings: an add
       // of the same settings succeeds).
       if (!isJsError(err, JsErrorCode.StreamNameInUse)) throw err;

@@ -226,15 +226,6 @@ afterAll(async () => {
 }, 60_000);
 
 describe('a NATS node SIGKILLed while webhooks arrive from 8 senders loses and refuses nothing', () => {
-  it('every stream and bucket oci-build created has 3 replicas', async () => {
-    const jsz = (await (await fetch(`http://127.0.0.1:${cluster.nodes[0]!.monitorPort}/jsz?streams=true&config=true`)).json()) as {
-      account_details?: Array<{ stream_detail?: Array<{ name: string; config?: { num_replicas?: number } }> }>;
-    };
-    const streams = jsz.account_details?.flatMap((a) => a.stream_detail ?? []) ?? [];
-    expect(streams.map((s) => s.name)).toEqual(expect.arrayContaining([STREAM, 'OCI_BUILD_LOGS', 'KV_oci-build-status']));
-    for (const s of streams) expect(s.config?.num_replicas, s.name).toBe(3);
-  });
-
   it('the jobs stream leader', async () => {
     const leader = await cluster.waitForLeader(STREAM);
     const round = await pushWhile('stream', () => cluster.node(leader).kill());
@@ -264,4 +255,13 @@ describe('a NATS node SIGKILLed while webhooks arrive from 8 senders loses and r
       await expectRound(round, node);
     }
   }, 400_000);
+
+  it('every stream and bucket oci-build created (the result bucket by the workers) has 3 replicas', async () => {
+    const jsz = (await (await fetch(`http://127.0.0.1:${cluster.nodes[0]!.monitorPort}/jsz?streams=true&config=true`)).json()) as {
+      account_details?: Array<{ stream_detail?: Array<{ name: string; config?: { num_replicas?: number } }> }>;
+    };
+    const streams = jsz.account_details?.flatMap((a) => a.stream_detail ?? []) ?? [];
+    expect(streams.map((s) => s.name)).toEqual(expect.arrayContaining([STREAM, 'OCI_BUILD_LOGS', 'KV_oci-build-status', 'KV_oci-build-results']));
+    for (const s of streams) expect(s.config?.num_replicas, s.name).toBe(3);
+  });
 });
