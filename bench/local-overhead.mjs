@@ -76,6 +76,8 @@ export async function run() {
       OCI_BUILD_IMAGE_STORAGE_DRIVER: 'vfs',
       OCI_BUILD_IMAGE_ISOLATION: 'chroot',
       OCI_BUILD_BUILD_SANDBOX: 'bubblewrap',
+      // Every run does the work, as by hand: no image reused from an earlier build of the same inputs.
+      OCI_BUILD_BUILD_REUSE: 'false',
     };
     // NODE_EXTRA_CA_CERTS makes every Node process parse its whole root store at start (Node 20
     // loads it lazily otherwise), the executable too. These machines set it: the target is taken
