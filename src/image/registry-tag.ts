@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandFailedError } from '../core/errors.js';
+import { retry, type BackoffPolicy } from '../core/retry.js';
 import type { PhaseContext, ResultEntry, ReuseSource, ReuseTarget } from '../core/ports.js';
 import type { CommandRunner } from '../exec/run-command.js';
 import { globalArgs, imagesArgs, type ResolvedStorage } from './buildah-args.js';
@@ -14,6 +15,14 @@ import { hasRegistryHost } from './buildah-errors.js';
 import { resolveStorage, storedDigest, type BuildahOptions } from './buildah.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/**
+ * A registry answering one manifest write with a 5xx while others write the same manifest under
+ * other tags (docker-registry's filesystem driver does, seen with several workers reusing one
+ * image at once) must not fail a build that has nothing left to build: each tag's copy is tried
+ * again a few times, one tag after the other.
+ */
+const COPY_RETRY: BackoffPolicy = { baseMs: 200, maxMs: 2_000, jitter: 0.5 };
+const COPY_RETRIES = 4;
 
 export interface ImageReuse {
   locate(entry: ResultEntry, target: ReuseTarget, ctx: PhaseContext): Promise<ReuseSource | undefined>;
@@ -88,20 +97,30 @@ export function createImageReuse(deps: { run: CommandRunner; options: BuildahOpt
       const from = `docker://${target.repository}@${source.digest}`;
       const dir = await mkdtemp(join(tmpdir(), 'oci-build-retag-'));
       try {
-        // One copy per tag, at once: each only writes a manifest.
-        await Promise.all(target.tags.map(async (tag) => {
+        // One copy per tag, one after the other: each only writes a manifest.
+        for (const tag of target.tags) {
           const digestFile = join(dir, `${tag}.digest`);
           ctx.log.write(`skopeo copy --preserve-digests ${target.repository}@${source.digest} → :${tag} (reused, no layer uploaded)`, 'system');
-          await run(
-            'skopeo',
-            ['copy', '--preserve-digests', `--src-tls-verify=${target.tlsVerify}`, `--dest-tls-verify=${target.tlsVerify}`, ...auth, '--digestfile', digestFile, from, `docker://${target.repository}:${tag}`],
-            { signal: ctx.signal, displayName: 'skopeo copy', killGraceMs: deps.killGraceMs, log: ctx.log },
+          await retry(
+            () =>
+              run(
+                'skopeo',
+                ['copy', '--preserve-digests', `--src-tls-verify=${target.tlsVerify}`, `--dest-tls-verify=${target.tlsVerify}`, ...auth, '--digestfile', digestFile, from, `docker://${target.repository}:${tag}`],
+                { signal: ctx.signal, displayName: 'skopeo copy', killGraceMs: deps.killGraceMs, log: ctx.log },
+              ),
+            {
+              policy: COPY_RETRY,
+              retries: COPY_RETRIES,
+              retryable: (err): err is CommandFailedError => err instanceof CommandFailedError,
+              signal: ctx.signal,
+              onRetry: (_err, delayMs) => ctx.log.write(`skopeo copy to :${tag} failed; trying again in ${delayMs} ms`, 'system'),
+            },
           );
           const digest = (await readFile(digestFile, 'utf8')).trim();
           if (digest !== source.digest) {
             throw new CommandFailedError(`The registry gave ${target.repository}:${tag} the digest ${digest}, not the reused image's ${source.digest}`, 'skopeo copy', 0);
           }
-        }));
+        }
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
