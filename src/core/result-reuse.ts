@@ -60,6 +60,11 @@ export async function planReuse(
       }
       const plan: ReusePlan = { key: keyed.key, summary: keyed.summary };
       plans.set(project.name, plan);
+      if (job.rebuildOf !== undefined) {
+        // Asked for by a person: run the build again (its result still goes into the index).
+        note(`${project.name}: a rebuild of ${job.rebuildOf} builds again (key ${keyed.key.slice(0, 12)} is not looked up)`);
+        continue;
+      }
       const entry = await results.index.get(keyed.key);
       if (!entry) {
         note(`${project.name}: key ${keyed.key.slice(0, 12)} not built before`);

@@ -101,6 +101,18 @@ describe('runPipeline with result reuse', () => {
     expect(results.index.entries.get(entry('web').key)?.buildId).toBe('b1');
   });
 
+  it('a rebuild (rebuildOf) builds again although its key is in the index, and records the new result', async () => {
+    const results = fakeResults();
+    await results.index.put(entry('api'));
+    await results.index.put(entry('web'));
+    const d = deps(results);
+    const { record } = await runPipeline(job({ rebuildOf: 'b1' }), d.all);
+    expect(record.status).toBe('succeeded');
+    expect(d.built).toEqual([['api', 'web']]);
+    expect(record.images.every((i) => i.reusedFrom === undefined)).toBe(true);
+    expect(results.index.entries.get(entry('web').key)?.buildId).toBe('b2');
+  });
+
   it('every project hit: the builder is not called at all', async () => {
     const results = fakeResults();
     await results.index.put(entry('api'));
