@@ -63,7 +63,8 @@ describe('resultKey', () => {
 
   it('the summary carries no build-arg or environment value', () => {
     fc.assert(
-      fc.property(inputs, fc.string({ minLength: 8, maxLength: 20 }).filter((s) => /^[A-Za-z0-9]+$/.test(s)), (value, secret) => {
+      fc.property(inputs, fc.string({ minLength: 8, maxLength: 20 }).filter((s) => /^[A-Za-z0-9]+$/.test(s)).map((s) => `s3cr3t-${s}`), (value, secret) => {
+        // The marker keeps a secret from being a word the other inputs may hold (fast-check once drew "toString", a tree's name).
         const summary = JSON.stringify(resultKeySummary({ ...value, buildArgs: { TOKEN: secret }, env: { HTTP_PROXY: `http://u:${secret}@proxy` } }));
         expect(summary).not.toContain(secret);
       }),
