@@ -327,8 +327,12 @@ function checkNats(data: Record<string, unknown>, origin: ConfigOrigin, issues: 
   if (nats.tls && (nats.tls.cert === undefined) !== (nats.tls.key === undefined)) {
     issue(nats.tls.cert === undefined ? 'nats.tls.cert' : 'nats.tls.key', 'nats.tls.cert and nats.tls.key go together: a client certificate needs its key');
   }
-  const auth = (['credsFile', 'nkeySeedFile', 'token', 'user'] as const).filter((k) => nats[k] !== undefined);
-  if (auth.length > 1) issue(`nats.${auth[1]}`, `set one way to authenticate to NATS, not ${auth.map((k) => `nats.${k}`).join(' and ')}`);
+  // A credentials file or an NKey seed signs the connection itself: neither goes with the other,
+  // nor with a user or a token (which nats.js would send beside it, for the server to pick one).
+  const files = (['credsFile', 'nkeySeedFile'] as const).filter((k) => nats[k] !== undefined);
+  const others = (['user', 'token'] as const).filter((k) => nats[k] !== undefined);
+  const auth = [...files, ...others];
+  if (files.length > 0 && auth.length > 1) issue(`nats.${auth[1]}`, `set one way to authenticate to NATS, not ${auth.map((k) => `nats.${k}`).join(' and ')}`);
 }
 
 function checkGithub(data: Record<string, unknown>, origin: ConfigOrigin, issues: ConfigIssue[]): void {
