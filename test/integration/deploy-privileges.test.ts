@@ -18,6 +18,7 @@ import type { BuildRecord } from '../../src/core/types.js';
 import { CLI, isolatedEnv } from '../helpers/cli.js';
 import { envAssignments, kubernetesObjects, readDeployFile, unitKeys } from '../helpers/deploy-files.js';
 import { fixtureRepo, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
+import { ensureSeaExecutable } from '../helpers/sea-executable.js';
 
 /**
  * The capabilities Docker, Podman and containerd (Kubernetes) give a container by default
@@ -114,6 +115,10 @@ describe('the systemd worker unit', () => {
     unitSandbox = mkdtempSync('/var/tmp/oci-build-unit-');
     for (const dir of ['var-lib', 'run', 'tmp', 'empty']) mkdirSync(join(unitSandbox, dir));
     execFileSync('git', ['clone', '-q', repo.dir, join(unitSandbox, 'src')]);
+    // The unit runs the single executable (ExecStart /usr/local/bin/oci-build): a copy here, since
+    // the checkout may be under /tmp, which the unit's PrivateTmp hides.
+    mkdirSync(join(unitSandbox, 'bin'));
+    cpSync(ensureSeaExecutable(), join(unitSandbox, 'bin', 'oci-build'));
     // The Go build cache of the build above, so that this one compiles only the fixture (a cache,
     // not a result: the build phase still runs).
     const goCache = join(sandbox.path, 'with', 'work', 'cache', 'go-build');
@@ -135,7 +140,7 @@ describe('the systemd worker unit', () => {
     expect([file, ...args]).toEqual(['/usr/local/bin/oci-build', 'worker']);
     const result = spawnSync(
       'unshare',
-      ['--mount', '--propagation', 'private', '--', 'sh', '-c', UNIT_FILESYSTEM, 'sh', unitSandbox, ...writable, '--', 'setpriv', '--no-new-privs', '--', process.execPath, CLI, 'build', join(unitSandbox, 'src'), '--json'],
+      ['--mount', '--propagation', 'private', '--', 'sh', '-c', UNIT_FILESYSTEM, 'sh', unitSandbox, ...writable, '--', 'setpriv', '--no-new-privs', '--', join(unitSandbox, 'bin', 'oci-build'), 'build', join(unitSandbox, 'src'), '--json'],
       { cwd: unitSandbox, env: { PATH: process.env.PATH!, HOME: '/root', CI: 'true', NO_COLOR: '1', ...env }, encoding: 'utf8', timeout: 170_000 },
     );
     const { code, record, stderr } = recorded(result);
