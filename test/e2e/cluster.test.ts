@@ -16,6 +16,7 @@ import { startGitServer, type GitServer } from '../helpers/git-http-server.mjs';
 import { startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.mjs';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { startRegistry } from '../helpers/registry.js';
+import { stopDaemons } from '../helpers/daemons.js';
 
 const SECRET = 'cluster-webhook-secret';
 const TOKEN = 'cluster-api-token-0123456789';
@@ -212,14 +213,7 @@ afterAll(async () => {
     const { writeFileSync } = await import('node:fs');
     writeFileSync(process.env.OCI_BUILD_E2E_DAEMON_LOG, daemons.map((d) => `== ${d.label}\n${d.output()}`).join('\n'));
   }
-  for (const child of daemons) {
-    if (child.exitCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    }
-  }
+  await stopDaemons(daemons);
   await Promise.allSettled([cluster?.stop(), gitServer?.dispose(), registry?.stop()]);
   await repo?.cleanup();
   await sandbox?.cleanup();

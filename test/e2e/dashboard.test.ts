@@ -19,6 +19,7 @@ import { startGitServer, type GitServer } from '../helpers/git-http-server.mjs';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { startRegistry } from '../helpers/registry.js';
+import { stopDaemons } from '../helpers/daemons.js';
 
 const SECRET = 'dashboard-webhook-secret';
 const TOKEN = 'dashboard-api-token-0123456789';
@@ -129,14 +130,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  for (const child of daemons) {
-    if (child.exitCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    }
-  }
+  await stopDaemons(daemons);
   await Promise.allSettled([nats?.stop(), gitServer?.dispose(), registry?.stop()]);
   for (const repo of repos) await repo.cleanup();
   await sandbox?.cleanup();

@@ -19,6 +19,7 @@ import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { hasTool } from '../helpers/toolchains.js';
+import { stopDaemon } from '../helpers/daemons.js';
 
 const SECRET = 'e2e-reuse-webhook-secret';
 const TOKEN = 'e2e-reuse-api-token-0123456789';
@@ -53,12 +54,8 @@ function startWorker(name: string): ChildProcess & { output: () => string } {
   return startDaemon(['worker'], { ...own, OCI_BUILD_WORKER_NAME: name });
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+function stop(child: ChildProcess): Promise<void> {
+  return stopDaemon(child, 20_000);
 }
 
 async function api<T>(path: string): Promise<{ status: number; body: T }> {

@@ -17,6 +17,7 @@ import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { startRegistry } from '../helpers/registry.js';
 import { hasTool } from '../helpers/toolchains.js';
+import { stopDaemons } from '../helpers/daemons.js';
 
 const SECRET = 'e2e-webhook-secret';
 const TOKEN = 'e2e-api-token-0123456789';
@@ -158,14 +159,7 @@ afterAll(async () => {
     const { writeFileSync } = await import('node:fs');
     writeFileSync(process.env.OCI_BUILD_E2E_DAEMON_LOG, daemons.map((d) => (d as ChildProcess & { output: () => string }).output()).join('\n----\n'));
   }
-  for (const child of daemons) {
-    if (child.exitCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    }
-  }
+  await stopDaemons(daemons);
   await Promise.allSettled([nats?.stop(), gitServer?.dispose(), registry?.stop()]);
   for (const repo of repos) await repo.cleanup();
   await sandbox?.cleanup();

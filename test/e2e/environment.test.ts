@@ -20,6 +20,7 @@ import { startGitServer, type GitServer } from '../helpers/git-http-server.mjs';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ensureSeaExecutable } from '../helpers/sea-executable.js';
+import { stopDaemons } from '../helpers/daemons.js';
 
 const PUSH = JSON.parse(readFileSync(join(import.meta.dirname, '../fixtures/github/push.json'), 'utf8')) as Record<string, any>;
 
@@ -140,13 +141,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const { child } of [...daemons].reverse()) {
-    if (child.exitCode !== null || child.signalCode !== null) continue;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
+  await stopDaemons([...daemons].reverse().map((d) => d.child));
   await Promise.allSettled([gitServer?.dispose(), registry?.stop(), repo?.cleanup()]);
   await sandbox?.cleanup();
 });

@@ -15,6 +15,7 @@ import { sendPush } from '../helpers/github-push.js';
 import { startGitServer, type GitServer } from '../helpers/git-http-server.mjs';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { freePort, waitFor } from '../helpers/ports.js';
+import { stopDaemons } from '../helpers/daemons.js';
 
 const SECRET = 'repo-settings-webhook-secret';
 const TOKEN = 'repo-settings-api-token-0123456789';
@@ -138,13 +139,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const child of daemons) {
-    if (child.exitCode !== null) continue;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-    if (child.exitCode === null) child.kill('SIGKILL');
-  }
+  await stopDaemons(daemons);
   await Promise.allSettled([nats?.stop(), gitServer?.dispose()]);
   await Promise.allSettled([good?.cleanup(), bad?.cleanup()]);
   await sandbox?.cleanup();
