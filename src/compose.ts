@@ -107,6 +107,11 @@ export function sandboxHiddenPaths(config: Config, env: NodeJS.ProcessEnv = proc
     join(home, '.docker', 'config.json'),
     env.DOCKER_CONFIG ? join(env.DOCKER_CONFIG, 'config.json') : undefined,
     config.configFile,
+    // Key material oci-build itself reads (the GitHub App's key, NATS credentials): never a build's.
+    config.github.privateKeyFile,
+    config.nats.credsFile,
+    config.nats.nkeySeedFile,
+    config.nats.tls?.key,
   ];
   return [...new Set(paths.filter((p): p is string => typeof p === 'string' && p.length > 0))];
 }

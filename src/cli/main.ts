@@ -86,7 +86,7 @@ input, 3 a tool or service is unavailable.`,
     .option('--limit <n>', 'how many builds to list', positiveInt('--limit'), 20)
     .option('--repo <owner/name>', 'only builds of this repository')
     .option('--branch <name>', 'only builds of this branch')
-    .option('--status <status>', 'only builds with this status (queued, running, succeeded, failed, cancelled)')
+    .option('--status <status>', 'only builds with this status (queued, running, succeeded, failed, cancelled, skipped)')
     .option('--follow', "follow the build's log until it ends")
     .option('--workers', 'list the live workers and their running jobs (needs NATS)')
     .addOption(jsonOption())

@@ -19,6 +19,7 @@ import {
   type StreamConfig,
 } from 'nats';
 import { ConfigError, ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
+import { registerSecrets } from '../core/secrets.js';
 import { JetStreamPublisher } from './js-publisher.js';
 import { isJsError, JsErrorCode } from './nats-errors.js';
 import type { Config } from '../config/config.js';
@@ -106,11 +107,25 @@ export async function connectNats(config: Config['nats'], options: { name?: stri
   }
 }
 
+/**
+ * The secrets in a NATS credentials file (the user JWT and the NKey seed between their `-----`
+ * delimiters) or a seed file: every line that is one word, neither a delimiter nor a banner. Registered
+ * with the masker when read, so no log line, record or error shows them.
+ */
+export function natsFileSecrets(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line.length >= 16 && !/\s/.test(line) && !line.startsWith('-') && !line.startsWith('*'));
+}
+
 /** TLS files and a credentials file or NKey seed (read when connecting: a bad file is a clear error). */
-function authenticationOf(config: Config['nats']): Partial<ConnectionOptions> {
+export function authenticationOf(config: Config['nats']): Partial<ConnectionOptions> {
   const read = (what: string, file: string) => {
     try {
-      return readFileSync(file);
+      const content = readFileSync(file);
+      registerSecrets(natsFileSecrets(content.toString('utf8')));
+      return content;
     } catch (err) {
       const key = what === 'the NATS credentials file' ? 'nats.credsFile' : 'nats.nkeySeedFile';
       throw new ConfigError(`Cannot read ${what}`, [{ path: key, message: `${file}: ${describeError(err)}; check the path and its permissions` }]);
