@@ -173,16 +173,6 @@ export interface ImageBuilder {
   push(spec: PushSpec, ctx: PhaseContext): Promise<{ digest: string }>;
 }
 
-// ---- per-repository settings ----
-
-/** Reads a checkout's `.oci-build.yaml` (config/repo-settings.ts; core/repo-settings-apply.ts applies it). */
-export interface RepoSettingsReader {
-  /** The file at the root of `dir`, validated; undefined when there is none. Throws RepoSettingsError listing every problem. */
-  read(dir: string, ctx: PhaseContext): Promise<RepoSettings | undefined>;
-  /** What is wrong with `path` (absolute, inside `tree`) as a Dockerfile or a context directory; undefined when nothing. */
-  checkPath(tree: string, path: string, kind: 'dockerfile' | 'directory'): Promise<string | undefined>;
-}
-
 // ---- reuse of build results (core/result-key.ts, core/result-reuse.ts) ----
 
 /** What the result index holds for one key: the image that those inputs made. */
@@ -335,10 +325,10 @@ export interface PipelineDeps {
   clock?: Clock;
   /** Name of the worker (hostname:pid) running the pipeline. */
   workerName?: string;
-  /** Reuse of earlier builds' images; undefined: every project builds (`--no-reuse`, `build.reuse: false`). */
-  results?: BuildResults;
   /** The repository's `.oci-build.yaml`; undefined: never read. */
   repoSettings?: RepoSettingsReader;
+  /** Reuse of earlier builds' images; undefined: every project builds (`--no-reuse`, `build.reuse: false`). */
+  results?: BuildResults;
 }
 
 export type { Project };
