@@ -9,7 +9,6 @@ import {
   DockerfileMissingError,
   OciBuildError,
   describeError,
-  isOciBuildError,
 } from './errors.js';
 import { imageLabels, imageRepository, imageTags } from './naming.js';
 import { RecordWriter, initialRecord, summarize, withJobRefNames } from './pipeline-record.js';
@@ -27,7 +26,10 @@ import type {
   Workspace,
 } from './types.js';
 
+import { formatMs, throwIfAborted, toOciError } from './phase-errors.js';
+
 export { RecordWriter, initialRecord } from './pipeline-record.js';
+export { formatMs, toOciError } from './phase-errors.js';
 
 export interface PipelineOptions {
   /** Cancels the build (SIGINT, superseded by a newer push). */
@@ -327,37 +329,4 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     await writer.flush();
   }
   return failure ? { record, error: failure } : { record };
-}
-
-function throwIfAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw abortError(signal);
-}
-
-function abortError(signal: AbortSignal): OciBuildError {
-  const reason: unknown = signal.reason;
-  if (isOciBuildError(reason)) return reason;
-  return new CancelledError(typeof reason === 'string' ? reason : 'The build was cancelled');
-}
-
-/** Any thrown value as an OciBuildError; an abort becomes the abort's reason (timeout or cancel). */
-export function toOciError(err: unknown, signal?: AbortSignal): OciBuildError {
-  if (signal?.aborted) {
-    const reason = abortError(signal);
-    if (!isOciBuildError(err) || err instanceof CancelledError || err.code === 'E_COMMAND_FAILED') return reason;
-  }
-  if (isOciBuildError(err)) return err;
-  return new BuildFailedError(describeError(err), { cause: err });
-}
-
-export function formatMs(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 9950) return `${(ms / 1000).toFixed(1)}s`;
-  // Whole seconds first, so rounding never shows 60s or 59m60s.
-  const total = Math.round(ms / 1000);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const sec = total % 60;
-  if (h > 0) return `${h}h${m ? `${m}m` : ''}`;
-  if (m > 0) return `${m}m${sec ? `${sec}s` : ''}`;
-  return `${sec}s`;
 }
