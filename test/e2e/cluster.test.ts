@@ -16,7 +16,7 @@ import { startGitServer, type GitServer } from '../helpers/git-http-server.mjs';
 import { startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.mjs';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { startRegistry } from '../helpers/registry.js';
-import { stopDaemons } from '../helpers/daemons.js';
+import { jsonLogLines, stopDaemons } from '../helpers/daemons.js';
 
 const SECRET = 'cluster-webhook-secret';
 const TOKEN = 'cluster-api-token-0123456789';
@@ -46,18 +46,7 @@ function startDaemon(label: string, args: string[], extraEnv: Record<string, str
 }
 
 function logLines(label: string): Array<Record<string, unknown>> {
-  const daemon = daemons.find((d) => d.label === label)!;
-  return daemon
-    .output()
-    .split('\n')
-    .flatMap((line) => {
-      if (!line.startsWith('{')) return [];
-      try {
-        return [JSON.parse(line) as Record<string, unknown>];
-      } catch {
-        return [];
-      }
-    });
+  return jsonLogLines(daemons.find((d) => d.label === label)!.output());
 }
 
 async function record(id: string): Promise<BuildRecord | undefined> {

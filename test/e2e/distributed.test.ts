@@ -17,7 +17,7 @@ import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { freePort, waitFor } from '../helpers/ports.js';
 import { startRegistry } from '../helpers/registry.js';
 import { hasTool } from '../helpers/toolchains.js';
-import { stopDaemons } from '../helpers/daemons.js';
+import { jsonLogLines, stopDaemons } from '../helpers/daemons.js';
 
 const SECRET = 'e2e-webhook-secret';
 const TOKEN = 'e2e-api-token-0123456789';
@@ -36,17 +36,7 @@ let worker: ChildProcess;
 
 /** The worker's JSON log lines so far (other output left out). */
 function workerLogLines(): Array<Record<string, unknown>> {
-  return (worker as ChildProcess & { output: () => string })
-    .output()
-    .split('\n')
-    .flatMap((line) => {
-      if (!line.startsWith('{')) return [];
-      try {
-        return [JSON.parse(line) as Record<string, unknown>];
-      } catch {
-        return [];
-      }
-    });
+  return jsonLogLines((worker as ChildProcess & { output: () => string }).output());
 }
 
 function startDaemon(args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
@@ -168,7 +158,11 @@ afterAll(async () => {
 describe('webhook → worker → registry', () => {
   it('the worker logs its effective settings at start, secrets masked, and the image settings it was given itself', async () => {
     // The daemons' logs are written in blocks, a quarter of a second apart.
-    await waitFor(() => workerLogLines().some((line) => line.msg === 'effective settings'), { timeoutMs: 10_000, intervalMs: 50, what: 'the worker to log its settings' });
+    // Both start lines: the overrides line may come in the next block.
+    await waitFor(
+      () => workerLogLines().some((line) => line.msg === 'effective settings') && workerLogLines().some((line) => String(line.msg).includes('override what jobs carry')),
+      { timeoutMs: 10_000, intervalMs: 50, what: 'the worker to log its settings' },
+    );
     const start = workerLogLines().find((line) => line.msg === 'effective settings') as
       | { settings: { values: Record<string, unknown>; setBy: Record<string, string> } }
       | undefined;

@@ -17,3 +17,15 @@ export async function stopDaemon(child: ChildProcess, graceMs = 15_000): Promise
 export async function stopDaemons(children: Iterable<ChildProcess>, graceMs?: number): Promise<void> {
   for (const child of children) await stopDaemon(child, graceMs);
 }
+
+/** A daemon's JSON log lines in its captured output (other lines, and partial ones, left out). */
+export function jsonLogLines(output: string): Array<Record<string, unknown>> {
+  return output.split('\n').flatMap((line) => {
+    if (!line.startsWith('{')) return [];
+    try {
+      return [JSON.parse(line) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
