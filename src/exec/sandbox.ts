@@ -127,7 +127,7 @@ export function bubblewrapArgs(layout: SandboxLayout, file: string, args: readon
     ...layout.hiddenFiles.map((path): Mount => ({ kind: 'null', path })),
   ].filter((m) => m.path !== '/' && !(m.kind === 'tmpfs' && m.path === '/tmp'));
   const depth = (path: string) => path.split(sep).filter(Boolean).length;
-  mounts.sort((a, b) => depth(a.path) - depth(b.path) || MOUNT_ORDER[a.kind] - MOUNT_ORDER[b.kind] || a.path.localeCompare(b.path));
+  mounts.sort((a, b) => depth(a.path) - depth(b.path) || MOUNT_ORDER[a.kind] - MOUNT_ORDER[b.kind] || compareOrdinal(a.path, b.path));
   const seen = new Set<string>();
   const flags: string[] = [];
   for (const mount of mounts) {
@@ -139,6 +139,11 @@ export function bubblewrapArgs(layout: SandboxLayout, file: string, args: readon
     else flags.push(mount.kind === 'bind' ? '--bind' : '--ro-bind', mount.path, mount.path);
   }
   return [...BASE_MOUNTS, ...flags, ...NAMESPACE_FLAGS, '--chdir', layout.cwd, '--', file, ...args];
+}
+
+/** Code-unit order: the same on every machine, and no locale collator to load (localeCompare's first call costs ms). */
+function compareOrdinal(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 export interface SandboxProbe {
@@ -160,7 +165,8 @@ const NAMESPACE_FIX =
 const probes = new Map<string, Promise<SandboxProbe>>();
 
 /**
- * Can bubblewrap make the sandbox here? Asked once per process and executable: `bwrap --version`,
+ * Can bubblewrap make the sandbox here? For `oci-build doctor`, and to name why a sandboxed command
+ * could not start. Asked once per process and executable: `bwrap --version`,
  * then an empty command (`true`) in a sandbox with the same namespaces as a build's.
  */
 export function probeBubblewrap(bwrap = 'bwrap', run: CommandRunner = runCommand): Promise<SandboxProbe> {
@@ -209,10 +215,8 @@ export function createBuildRunner(options: BuildRunnerOptions): BuildRunner {
   }
 
   return async (file, args, runOptions) => {
-    const probe = await probeBubblewrap(bwrap, run);
-    if (!probe.ok) {
-      throw new ToolUnavailableError(`build.sandbox is bubblewrap, and ${probe.reason}`, { hint: probe.fix, details: { sandbox: 'bubblewrap' } });
-    }
+    // No probe before the command (two more processes a build): bwrap itself says, before running
+    // anything, when it is missing or cannot make the sandbox, and that failure is named below.
     const { tree, writable = [], readable = [], env, log, displayName, ...rest } = runOptions;
     const layout = await resolveLayout({ tree, cwd: rest.cwd ?? tree, writable, readable, hide });
     const name = displayName ?? file;
@@ -234,6 +238,8 @@ export function createBuildRunner(options: BuildRunnerOptions): BuildRunner {
         displayName: name,
       });
     } catch (err) {
+      // Only bwrap itself is run here: a missing executable is bubblewrap not installed.
+      if (err instanceof ToolUnavailableError) throw await unavailableSandbox(bwrap, run, err);
       if (!(err instanceof CommandFailedError)) throw err;
       const setup = err.exitStatus === 1 && first?.stream === 'stderr' && first.line.startsWith('bwrap: ') ? first.line : undefined;
       if (setup && /^bwrap: execvp .*: No such file or directory$/.test(setup)) {
@@ -251,6 +257,13 @@ export function createBuildRunner(options: BuildRunnerOptions): BuildRunner {
   };
 }
 
+/** Why bwrap could not run at all, in the probe's words (the probe runs only now, on failure). */
+async function unavailableSandbox(bwrap: string, run: CommandRunner, err: ToolUnavailableError): Promise<ToolUnavailableError> {
+  const probe = await probeBubblewrap(bwrap, run);
+  if (probe.ok) return err;
+  return new ToolUnavailableError(`build.sandbox is bubblewrap, and ${probe.reason}`, { hint: probe.fix, details: { sandbox: 'bubblewrap' } });
+}
+
 async function resolveLayout(input: {
   tree: string;
   cwd: string;
@@ -263,21 +276,21 @@ async function resolveLayout(input: {
   if (!tree) throw new ToolUnavailableError(`Cannot sandbox a build in ${input.tree}: it does not exist`);
   if (tree === '/') throw new ToolUnavailableError('Cannot sandbox a build of / : the tree must be a directory of its own');
   const existing = async (paths: readonly string[]) => (await Promise.all(paths.map(real))).filter((p): p is string => p !== undefined);
-  const hiddenDirs: string[] = [];
-  const hiddenFiles: string[] = [];
-  for (const path of await existing(input.hide)) {
-    const st = await stat(path).catch(() => undefined);
-    if (st?.isDirectory()) hiddenDirs.push(path);
-    else if (st) hiddenFiles.push(path);
-  }
+  // Every path at once: each realpath and stat is a thread-pool round trip.
+  const [hidden, cwd, writable, readable] = await Promise.all([
+    existing(input.hide).then((paths) => Promise.all(paths.map(async (path) => ({ path, st: await stat(path).catch(() => undefined) })))),
+    real(input.cwd),
+    existing(input.writable),
+    existing(input.readable),
+  ]);
   return {
     tree,
-    cwd: (await real(input.cwd)) ?? tree,
+    cwd: cwd ?? tree,
     // A missing cache directory was not prepared for this step: nothing to bind.
-    writable: await existing(input.writable),
-    readable: await existing(input.readable),
-    hiddenDirs,
-    hiddenFiles,
+    writable,
+    readable,
+    hiddenDirs: hidden.filter(({ st }) => st?.isDirectory()).map(({ path }) => path),
+    hiddenFiles: hidden.filter(({ st }) => st !== undefined && !st.isDirectory()).map(({ path }) => path),
   };
 }
 

@@ -2,6 +2,7 @@
 // see and write, its environment, cancellation, and the errors when the sandbox or the tool is
 // missing. `sh` is only a test program, given as an argument array.
 
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -150,6 +151,17 @@ describe('the bubblewrap build runner', () => {
     expect((error as CommandFailedError).exitStatus).toBe(3);
     expect((error as CommandFailedError).command).toBe('sh -c echo "main.go:1: boom" >&2; exit 3');
     expect((error as Error).message).toContain('main.go:1: boom');
+  });
+
+  it('starts one process a command: bwrap around it, no probe before it', async () => {
+    const started: string[][] = [];
+    // bwrap by its full path: a probe of this process (made once per executable name) is not reused.
+    const bwrap = execFileSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).trim();
+    const counting = createBuildRunner({ mode: 'bubblewrap', bwrap, run: (file, args, options) => (started.push([file, ...args]), runCommand(file, args, options)) });
+    await counting('true', [], { cwd: tree, tree });
+    await counting('true', [], { cwd: tree, tree });
+    expect(started).toHaveLength(2);
+    for (const argv of started) expect(argv.slice(0, 1).concat(argv.slice(-2))).toEqual([bwrap, '--', 'true']);
   });
 
   it('names a missing tool as not installed (exit 3), not as a failed build', async () => {
