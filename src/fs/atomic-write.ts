@@ -16,6 +16,11 @@ export interface AtomicWriteOptions {
   mode?: number;
   /** Also fsync the directory after the rename (default false). */
   syncDir?: boolean;
+  /**
+   * fsync the file before the rename (default true). Without it the write is still atomic for a
+   * reader, but a crash can leave the target empty: only for states a later write replaces.
+   */
+  sync?: boolean;
 }
 
 let counter = 0;
@@ -26,7 +31,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     const handle = await open(temp, 'wx', options.mode ?? 0o644);
     try {
       await handle.writeFile(data);
-      await handle.sync();
+      if (options.sync ?? true) await handle.sync();
     } finally {
       await handle.close();
     }

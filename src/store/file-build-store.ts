@@ -1,6 +1,8 @@
 // The local BuildStore of `oci-build build` and `oci-build status`: one JSON file per build under
-// <workDir>/builds. Written atomically (temp file, fsync, rename) so a concurrent `status`, or a
-// crash mid-write, never sees half a record.
+// <workDir>/builds. Written atomically (temp file, rename) so a concurrent `status` never sees half
+// a record; the final record is also fsynced (file and directory) so it survives a crash. The
+// states before it (running, a phase done) are not: each is replaced a moment later, and fsyncs
+// competing with buildah's own for the disk's journal cost a build more than they keep.
 
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
@@ -9,7 +11,7 @@ import { isBuildId } from '../core/build-id.js';
 import { InputError, OciBuildError } from '../core/errors.js';
 import { matchesBuildFilter, newestFirst, checkedListLimit } from '../core/build-list.js';
 import type { BuildListFilter, BuildStore } from '../core/ports.js';
-import type { BuildRecord } from '../core/types.js';
+import { isFinalStatus, type BuildRecord } from '../core/types.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 
 /**
@@ -53,8 +55,9 @@ export class FileBuildStore implements BuildStore {
     await mkdir(this.dir, { recursive: true });
     try {
       // The temp file is dot-prefixed (list() skips it) and unique per write, so concurrent puts
-      // never share one; the directory is fsynced so the rename survives a crash.
-      await writeFileAtomic(target, `${JSON.stringify(record, null, 2)}\n`, { syncDir: true });
+      // never share one.
+      const final = isFinalStatus(record.status);
+      await writeFileAtomic(target, `${JSON.stringify(record, null, 2)}\n`, { sync: final, syncDir: final });
     } catch (err) {
       throw storeError(`Could not write the build record ${target}`, err);
     }

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InputError, OciBuildError } from '../../src/core/errors.js';
 import type { LogStream } from '../../src/core/ports.js';
 import type { BuildRecord, JobStatus } from '../../src/core/types.js';
@@ -66,6 +66,26 @@ describe('FileBuildStore', () => {
     expect(await readdir(join(dir.path, 'builds'))).toEqual(['b1.json']);
     expect(JSON.parse(await readFile(join(dir.path, 'builds', 'b1.json'), 'utf8'))).toEqual(rec);
     expect(await store.get('b1')).toEqual(rec);
+  });
+
+  it('fsyncs the final record (file and directory), and not the states before it', async () => {
+    // Every FileHandle shares one prototype: spying on its sync() counts the store's fsyncs.
+    const probe = await open(join(dir.path, 'probe'), 'w');
+    const sync = vi.spyOn(Object.getPrototypeOf(probe) as { sync: () => Promise<void> }, 'sync');
+    await probe.close();
+    try {
+      const store = new FileBuildStore(join(dir.path, 'builds'));
+      const id = '20261129-080000-000001';
+      for (const status of ['queued', 'running'] as JobStatus[]) await store.put(record(id, { status }));
+      expect(sync).not.toHaveBeenCalled();
+      expect((await store.get(id))?.status).toBe('running');
+      for (const [n, status] of (['succeeded', 'failed', 'cancelled', 'skipped'] as JobStatus[]).entries()) {
+        await store.put(record(id, { status }));
+        expect(sync).toHaveBeenCalledTimes(2 * (n + 1));
+      }
+    } finally {
+      sync.mockRestore();
+    }
   });
 
   it('replaces a record on a second put', async () => {
