@@ -75,18 +75,25 @@ export class CacheService {
    * it has not been seeded yet. Idempotent and cheap once done (remembered per instance).
    */
   async prepare(kinds: readonly CacheKind[] = CACHE_KINDS): Promise<void> {
-    if (!this.toolHomesReady) {
-      await mkdir(this.dotnetHome(), { recursive: true });
-      await mkdir(dirname(this.mavenSettingsFile()), { recursive: true });
-      await writeFile(this.mavenSettingsFile(), mavenSettings(this.path('maven'), this.mavenOffline));
-      this.toolHomesReady = true;
-    }
-    for (const kind of kinds) {
-      if (this.prepared.has(kind)) continue;
-      await mkdir(this.path(kind), { recursive: true });
-      if (kind === 'maven') await this.seedMaven();
-      this.prepared.add(kind);
-    }
+    // Independent directories, made at once (each is a thread-pool round trip).
+    await Promise.all([
+      this.toolHomesReady ? undefined : this.prepareToolHomes(),
+      ...kinds
+        .filter((kind) => !this.prepared.has(kind))
+        .map(async (kind) => {
+          await mkdir(this.path(kind), { recursive: true });
+          if (kind === 'maven') await this.seedMaven();
+          this.prepared.add(kind);
+        }),
+    ]);
+  }
+
+  private async prepareToolHomes(): Promise<void> {
+    await Promise.all([
+      mkdir(this.dotnetHome(), { recursive: true }),
+      mkdir(dirname(this.mavenSettingsFile()), { recursive: true }).then(() => writeFile(this.mavenSettingsFile(), mavenSettings(this.path('maven'), this.mavenOffline))),
+    ]);
+    this.toolHomesReady = true;
   }
 
   private async seedMaven(): Promise<void> {

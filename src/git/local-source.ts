@@ -39,10 +39,15 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
   } catch {
     throw notARepository('is a Git repository without any commit yet');
   }
-  const { commit: commitObject } = await git.readCommit({ fs, dir: root, oid: commit, cache });
-  const branch = await git.currentBranch({ fs, dir: root, fullname: false, test: true });
-
-  const origin = await git.getConfig({ fs, dir: root, path: 'remote.origin.url' }).catch(() => undefined);
+  const prefix = relative(root, dir);
+  // Independent reads of the repository, at once: their file reads overlap.
+  const [{ commit: commitObject }, branch, origin, changedInWorktree] = await Promise.all([
+    git.readCommit({ fs, dir: root, oid: commit, cache }),
+    git.currentBranch({ fs, dir: root, fullname: false, test: true }),
+    git.getConfig({ fs, dir: root, path: 'remote.origin.url' }).catch(() => undefined),
+    // Only the directory built counts: a change elsewhere in the repository does not make it dirty.
+    worktreeChanges(root, cache, prefix === '' ? undefined : [prefix]),
+  ]);
   let fullName = basename(dir);
   let cloneUrl: string | undefined;
   // A clone of a directory (`git clone /srv/main`, `file://…`) names no repository anyone else can
@@ -62,10 +67,7 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
     }
   }
 
-  const prefix = relative(root, dir);
   const inside = (file: string) => prefix === '' || file === prefix || file.startsWith(prefix + '/');
-  // Only the directory built counts: a change elsewhere in the repository does not make it dirty.
-  const changedInWorktree = await worktreeChanges(root, cache, prefix === '' ? undefined : [prefix]);
   const dirty = changedInWorktree.some(inside);
 
   const repository: RepositoryInfo = {
