@@ -10,6 +10,7 @@ import type { AuthCallback, HttpClient } from 'isomorphic-git';
 import git from './isomorphic-git.js';
 import type { Clock } from '../core/ports.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
+import { recordingAdvertisement, replayingAdvertisement, upToDateHead, type RecordedResponse } from './advertisement.js';
 import { supplyMissingHead } from './head-intercept.js';
 import { indexAndStorePack } from './pack-indexer.js';
 import { PackReader } from './pack-reader.js';
@@ -71,11 +72,25 @@ const atomicFs = {
   promises: {
     ...fs.promises,
     async writeFile(path: string, data: string | Uint8Array, options?: fs.WriteFileOptions) {
+      // A fetch that changed nothing rewrites every ref it was told about with the same content:
+      // that write (and its two fsyncs) is skipped. What is there was itself written durably.
+      if (await sameContent(path, data)) return;
       const mode = typeof options === 'object' && options !== null && typeof options.mode === 'number' ? options.mode : undefined;
       await writeFileAtomic(path, data, mode !== undefined ? { mode } : {});
     },
   },
 };
+
+/** Whether the file at `path` holds exactly `data` (small files only: refs, config, shallow). */
+async function sameContent(path: string, data: string | Uint8Array): Promise<boolean> {
+  const wanted = typeof data === 'string' ? Buffer.from(data) : data;
+  if (wanted.byteLength > 4096) return false;
+  try {
+    return Buffer.from(wanted).equals(await fs.promises.readFile(path));
+  } catch {
+    return false;
+  }
+}
 
 export class Mirror {
   /** Shared by every read of this mirror in this process: pack indexes are parsed once. */
@@ -111,7 +126,19 @@ export class Mirror {
   async fetch(options: FetchOptions = {}): Promise<FetchResult> {
     const received = { bytes: 0, objects: 0, indexMs: 0 };
     let headMissing = false;
-    const network: HttpClient = supplyMissingHead(options.signal ? withSignal(this.http, options.signal) : this.http, () => {
+    const raw = options.signal ? withSignal(this.http, options.signal) : this.http;
+    // The advertisement first: a mirror that has all of it is up to date without a fetch
+    // (advertisement.ts). A deepening fetch (relative) always runs.
+    let recorded: RecordedResponse | undefined;
+    if (!options.relative) {
+      const recording = recordingAdvertisement(raw);
+      const info = await git.getRemoteInfo2({ http: recording.http, url: this.location.cloneUrl, protocolVersion: 1, ...(this.onAuth ? { onAuth: this.onAuth } : {}) });
+      recorded = recording.recorded();
+      const head = info.refs ? upToDateHead(info.refs, { refs: (await this.snapshotRefs()).refs, defaultBranch: (await this.state())?.defaultBranch }, REMOTE) : undefined;
+      const headOid = info.refs?.find((r) => r.ref === 'HEAD')?.oid;
+      if (head && headOid) return this.recordSync({ defaultBranch: head, fetchHead: headOid }, received, false);
+    }
+    const network: HttpClient = supplyMissingHead(replayingAdvertisement(raw, recorded), () => {
       headMissing = true;
     });
     const http = interceptPacks(network, async (pack) => {
@@ -191,8 +218,11 @@ export class Mirror {
       ...(empty ? { empty: true } : {}),
       ...(headMissing ? { headMissing: true } : {}),
     };
-    // Written last, atomically and durably: its presence means "a fetch completed".
-    await writeFileAtomic(join(this.gitdir, MIRROR_STATE_FILE), JSON.stringify(state, null, 2), { syncDir: true });
+    // Written last, atomically and durably: its presence means "a fetch completed". A state that
+    // differs from the previous one only in lastSyncAt is not fsynced: a crash can lose that time
+    // (at worst the state, and the next sync fetches as into a new mirror), never a fetch.
+    const durable = !previous || JSON.stringify({ ...previous, lastSyncAt: state.lastSyncAt }) !== JSON.stringify(state);
+    await writeFileAtomic(join(this.gitdir, MIRROR_STATE_FILE), JSON.stringify(state, null, 2), durable ? { syncDir: true } : { sync: false });
     return { ...(defaultBranch ? { defaultBranch } : {}), empty, pack: received };
   }
 

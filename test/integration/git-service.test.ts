@@ -82,6 +82,36 @@ describe('GitService (isomorphic-git mirrors)', () => {
     expect(again.lines[0]).toBe(`fetching ${url}`);
   });
 
+  it('asks the remote once a sync: an up-to-date mirror only reads the advertisement, a changed one fetches with it', async () => {
+    const git = service('wd-requests');
+    const url = server.url('acme/svc');
+    await git.syncRepository(url, undefined, context());
+    const seen = (since: number) => server.requests.slice(since).map((r) => `${r.status} ${r.method} ${r.path.replace(/^\/acme\/svc\.git/, '')}`);
+
+    let since = server.requests.length;
+    const same = context();
+    const head = await git.syncRepository(url, undefined, same);
+    expect(seen(since)).toEqual(['200 GET /info/refs?service=git-upload-pack']);
+    expect(same.lines.join('\n')).toContain('(up to date)');
+    expect(head).toMatchObject({ commit: work.git(['rev-parse', 'HEAD']).trim(), branch: 'main' });
+
+    // A new tag and a new commit: one advertisement, then the pack.
+    const next = work.commit({ 'c.txt': 'four\n' }, 'fourth');
+    work.git(['tag', 'v-requests', next]);
+    work.git(['push', '-q', server.repoPath('acme/svc'), 'main', 'v-requests']);
+    since = server.requests.length;
+    expect(await git.syncRepository(url, 'v-requests', context())).toMatchObject({ commit: next, tag: 'v-requests' });
+    expect(seen(since)).toEqual(['200 GET /info/refs?service=git-upload-pack', '200 POST /git-upload-pack']);
+
+    // A deleted branch is a change too: the fetch runs and prunes it.
+    work.git(['branch', 'gone', next]);
+    work.git(['push', '-q', server.repoPath('acme/svc'), 'gone']);
+    await git.syncRepository(url, 'gone', context());
+    work.git(['push', '-q', server.repoPath('acme/svc'), '--delete', 'gone']);
+    await git.syncRepository(url, undefined, context());
+    await expect(git.syncRepository(url, 'gone', context())).rejects.toThrow(/has no branch, tag or commit "gone"/);
+  });
+
   it('fetches history on demand: a commit older than the shallow mirror, and the base of a change as a revision', async () => {
     const git = service('wd-shallow', 1);
     const url = server.url('acme/svc');
