@@ -7,11 +7,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandFailedError } from '../core/errors.js';
-import { retry, type BackoffPolicy } from '../core/retry.js';
+import { backoffDelay, retry, sleep, type BackoffPolicy } from '../core/retry.js';
 import type { PhaseContext, ResultEntry, ReuseSource, ReuseTarget } from '../core/ports.js';
 import type { CommandRunner } from '../exec/run-command.js';
 import { globalArgs, imagesArgs, type ResolvedStorage } from './buildah-args.js';
 import { hasRegistryHost } from './buildah-errors.js';
+import { RegistryApi } from './registry-api.js';
 import { resolveStorage, storedDigest, type BuildahOptions } from './buildah.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -23,6 +24,16 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
  */
 const COPY_RETRY: BackoffPolicy = { baseMs: 200, maxMs: 2_000, jitter: 0.5 };
 const COPY_RETRIES = 4;
+
+/** A manifest PUT, again after a 5xx as a skopeo copy is; undefined: unsure, skopeo writes the tag. */
+async function putWithRetries(put: () => Promise<string | 'retry' | undefined>, ctx: PhaseContext): Promise<string | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    const result = await put();
+    if (result !== 'retry') return result;
+    if (attempt >= COPY_RETRIES) return undefined;
+    await sleep(backoffDelay(attempt, COPY_RETRY), ctx.signal);
+  }
+}
 
 export interface ImageReuse {
   locate(entry: ResultEntry, target: ReuseTarget, ctx: PhaseContext): Promise<ReuseSource | undefined>;
@@ -73,10 +84,15 @@ export function createImageReuse(deps: { run: CommandRunner; options: BuildahOpt
     }
   }
 
+  const api = (repository: string, tlsVerify: boolean, ctx: PhaseContext) => RegistryApi.for(repository, { tlsVerify, signal: ctx.signal, ...(options.authFile ? { authFile: options.authFile } : {}) });
+
   return {
     async locate(entry, target, ctx) {
       if (target.push && entry.pushed && entry.repository === target.repository && hasRegistryHost(target.repository) && DIGEST.test(entry.digest)) {
-        const digest = await registryDigest(`${entry.repository}@${entry.digest}`, target.tlsVerify, ctx);
+        // The distribution API first (registry-api.ts); skopeo when it is not sure.
+        const served = await api(entry.repository, target.tlsVerify, ctx)?.hasManifest(entry.digest);
+        if (served) return { kind: 'registry', digest: entry.digest };
+        const digest = served === false ? undefined : await registryDigest(`${entry.repository}@${entry.digest}`, target.tlsVerify, ctx);
         if (digest === entry.digest) return { kind: 'registry', digest };
       }
       if (entry.imageId) {
@@ -94,11 +110,26 @@ export function createImageReuse(deps: { run: CommandRunner; options: BuildahOpt
         await run('buildah', [...globalArgs(await store()), 'tag', source.imageId, ...names], { signal: ctx.signal, displayName: 'buildah tag', killGraceMs: deps.killGraceMs, log: ctx.log });
         return { imageId: source.imageId, ...(source.digest ? { digest: source.digest } : {}), pushed: false };
       }
+      const registry = api(target.repository, target.tlsVerify, ctx);
+      const manifest = await registry?.manifest(source.digest);
+      let tags = target.tags;
+      if (registry && manifest) {
+        tags = [];
+        for (const tag of target.tags) {
+          ctx.log.write(`PUT ${target.repository}:${tag} = ${source.digest} (reused, no layer uploaded)`, 'system');
+          const digest = await putWithRetries(() => registry.putManifest(tag, manifest), ctx);
+          if (digest === undefined) tags.push(tag);
+          else if (digest !== source.digest) {
+            throw new CommandFailedError(`The registry gave ${target.repository}:${tag} the digest ${digest}, not the reused image's ${source.digest}`, `PUT ${target.repository}:${tag}`, 0);
+          }
+        }
+        if (tags.length === 0) return { digest: source.digest, pushed: true };
+      }
       const from = `docker://${target.repository}@${source.digest}`;
       const dir = await mkdtemp(join(tmpdir(), 'oci-build-retag-'));
       try {
-        // One copy per tag, one after the other: each only writes a manifest.
-        for (const tag of target.tags) {
+        // One copy per tag the API did not write, one after the other: each only writes a manifest.
+        for (const tag of tags) {
           const digestFile = join(dir, `${tag}.digest`);
           ctx.log.write(`skopeo copy --preserve-digests ${target.repository}@${source.digest} → :${tag} (reused, no layer uploaded)`, 'system');
           await retry(
