@@ -182,7 +182,7 @@ export function inputsDigest() {
   const hash = createHash('sha256').update(process.version).update(process.execPath);
   const files = [
     ...listFiles(join(root, 'dist')).filter((f) => f.endsWith('.js') && !/[\\/]dist[\\/](bundle|sea)/.test(f)),
-    ...['bin/oci-build-sea.js', 'bin/run-cli.js', 'scripts/sea.mjs', 'package.json', 'package-lock.json', 'schema/oci-build.config.schema.json'].map((f) => join(root, f)),
+    ...['bin/oci-build-sea.js', 'bin/run-cli.js', 'scripts/sea.mjs', 'scripts/sea-code-cache.cjs', 'package.json', 'package-lock.json', 'schema/oci-build.config.schema.json'].map((f) => join(root, f)),
   ].sort();
   for (const file of files) hash.update(file).update('\0').update(readFileSync(file)).update('\0');
   return hash.digest('hex');
@@ -224,12 +224,18 @@ export async function buildSea({ ifStale = false } = {}) {
       },
     });
 
-    // Every other chunk is an asset, with V8's code cache for it made by this same node binary.
+    // Every other chunk is an asset, with V8's code cache for it made by this same node binary
+    // after the chunk was evaluated (scripts/sea-code-cache.cjs: the functions a module runs while
+    // it loads are in it too).
+    const chunks = readdirSync(chunksDir).filter((f) => f !== ENTRY_CHUNK);
+    const trained = spawnSync(process.execPath, [join(root, 'scripts/sea-code-cache.cjs'), chunksDir, CHUNK_PARAMS, ENTRY_CHUNK], { encoding: 'utf8' });
+    if (trained.status !== 0) process.stderr.write(`scripts/sea.mjs: evaluated code caches not made (${trained.stderr.trim()}); compiled ones instead\n`);
+    else if (trained.stderr) process.stderr.write(trained.stderr);
     const assets = {};
-    for (const name of readdirSync(chunksDir).filter((f) => f !== ENTRY_CHUNK)) {
+    for (const name of chunks) {
       const file = join(chunksDir, name);
       const cache = `${file}.cache`;
-      writeFileSync(cache, new Script(wrapChunk(readFileSync(file, 'utf8')), { filename: name }).createCachedData());
+      if (trained.status !== 0 || !existsSync(cache)) writeFileSync(cache, new Script(wrapChunk(readFileSync(file, 'utf8')), { filename: name }).createCachedData());
       assets[name] = file;
       assets[`${name}.cache`] = cache;
     }
