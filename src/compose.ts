@@ -187,6 +187,7 @@ export async function createBuildResultsOn(config: Config, index: () => Promise<
     build: { env: config.build.env, sandbox: config.build.sandbox, ...(config.build.mavenOffline !== undefined ? { mavenOffline: config.build.mavenOffline } : {}) },
     parentEnv: process.env,
     ...(config.image.authFile ? { authFile: config.image.authFile } : {}),
+    toolchainCache: join(workPaths(config.workDir).cache, 'toolchain-versions.json'),
   });
 }
 

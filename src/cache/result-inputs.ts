@@ -31,6 +31,8 @@ export interface BuildResultsDeps {
   /** Where the build commands' allow-listed variables come from (process.env). */
   parentEnv: NodeJS.ProcessEnv;
   authFile?: string;
+  /** Where Go's and Node's versions are kept between runs (build/toolchain-version.ts). */
+  toolchainCache?: string;
 }
 
 function toPosix(path: string): string {
@@ -76,7 +78,7 @@ function dependencyClosure(workspace: Workspace, project: Project): Project[] {
 }
 
 export function createBuildResults(deps: BuildResultsDeps): BuildResults {
-  const toolchains = new ToolchainVersions(deps.run);
+  const toolchains = new ToolchainVersions(deps.run, { ...(deps.toolchainCache ? { cacheFile: deps.toolchainCache } : {}), env: deps.parentEnv });
 
   /** The variables a build command inherits, less HOME (the sandbox's own) and what the work directory decides. */
   const environment = (project: Project): Record<string, string> => {
