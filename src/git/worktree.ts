@@ -69,9 +69,18 @@ function objectReadFs(gitdir: string) {
 /** Files being written at once while the next blobs are read. */
 const MAX_WRITES_IN_FLIGHT = 32;
 
-/** Names a hostile tree could use to escape the directory or plant Git metadata. */
-function unsafeEntryName(name: string): boolean {
-  return name === '' || name === '.' || name === '..' || name.toLowerCase() === '.git' || name.includes('/') || name.includes('\\') || name.includes('\0');
+/**
+ * Names a hostile tree could use to escape the directory or plant Git metadata: git's own rules
+ * (is_valid_win32_path and friends, as isomorphic-git's readTree applies them too): a separator,
+ * `.`/`..` or any name of only dots and spaces, `.git` however spelled — in any case, with trailing
+ * dots or spaces, with the HFS+ ignorable code points, as an NTFS stream (`.git::$INDEX_ALLOCATION`)
+ * or as its 8.3 short name (`git~1`).
+ */
+export function unsafeEntryName(name: string): boolean {
+  if (name === '' || name.includes('/') || name.includes('\\') || name.includes('\0')) return true;
+  const ntfs = name.replace(/[\u200C-\u200F\u202A-\u202E\u206A-\u206F\uFEFF]/g, '').split(':')[0]!;
+  const normalized = ntfs.toLowerCase().replace(/[. ]+$/, '');
+  return (normalized === '' && ntfs !== '') || normalized === '.git' || /^\.?git~[1-9]$/.test(normalized) || name === '.' || name === '..';
 }
 
 /** What a checkout wrote, so a later checkout can reuse the directory and rewrite only what differs. */
@@ -103,109 +112,156 @@ export async function checkoutTree(source: ObjectSource, commit: string, targetD
   const { commit: commitObject } = await git.readCommit({ fs: readFs, gitdir: source.gitdir, oid: commit, cache: source.cache });
   const files = new Map<string, FileEntry>();
   const directories = new Set<string>();
-
-  const collect = async (treeOid: string, prefix: string): Promise<void> => {
-    const { tree } = await git.readTree({ fs: readFs, gitdir: source.gitdir, oid: treeOid, cache: source.cache });
-    const subtrees: Array<Promise<void>> = [];
-    for (const entry of tree) {
-      if (unsafeEntryName(entry.path)) {
-        throw new InputError(`Commit ${commit} has a tree entry named ${JSON.stringify(entry.path)} under "${prefix || '.'}", which cannot be checked out safely`);
-      }
-      const path = prefix ? `${prefix}/${entry.path}` : entry.path;
-      if (entry.type === 'tree') {
-        directories.add(path);
-        subtrees.push(collect(entry.oid, path));
-      } else if (entry.type === 'commit') {
-        // A submodule: its content lives in another repository.
-        directories.add(path);
-      } else if (entry.type === 'blob') {
-        files.set(path, { path, oid: entry.oid, mode: entry.mode });
-      }
-    }
-    await Promise.all(subtrees);
-  };
-  await collect(commitObject.tree, '');
-
-  const manifest: WorktreeManifest = { commit, files: {} };
-  const previous = options.previous?.files ?? {};
-  let removed = 0;
-  const remove = (full: string) => {
-    fs.rmSync(full, { recursive: true, force: true });
-    removed += 1;
-  };
-
-  // Pass 1 (reused directory only): keep what is still right, remove everything else.
-  const sweep = (rel: string) => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(join(targetDir, rel), { withFileTypes: true });
-    } catch {
-      // Unreadable (a build chmod-ed it): start that directory over.
-      if (rel !== '') remove(join(targetDir, rel));
-      return;
-    }
-    for (const entry of entries) {
-      const path = rel ? `${rel}/${entry.name}` : entry.name;
-      const full = join(targetDir, path);
-      if (entry.isDirectory()) {
-        if (directories.has(path)) sweep(path);
-        else remove(full);
-        continue;
-      }
-      const wanted = files.get(path);
-      const before = previous[path];
-      if (wanted && before && before.oid === wanted.oid && before.mode === wanted.mode && (entry.isFile() || entry.isSymbolicLink())) {
-        const stat = fs.lstatSync(full, { bigint: true });
-        if (String(stat.ino) === before.ino && String(stat.size) === before.size && String(stat.ctimeNs) === before.ctimeNs) {
-          manifest.files[path] = before;
-          continue;
-        }
-      }
-      remove(full);
-    }
-  };
-  if (options.previous) sweep('');
-
-  // Pass 2: create missing directories (parents first), write missing files. Blobs are read
-  // (CPU: inflating) on this thread while earlier files are being written by the thread pool, so
-  // a checkout costs about the larger of the two rather than their sum.
-  for (const dir of [...directories].sort((a, b) => a.length - b.length)) fs.mkdirSync(join(targetDir, dir), { recursive: true });
   const packs = PackReader.open(source.gitdir);
-  const inFlight = new Set<Promise<void>>();
-  let failure: unknown;
-  const writtenPaths: FileEntry[] = [];
   try {
-    for (const file of files.values()) {
-      if (manifest.files[file.path]) continue;
-      if (failure) break;
-      if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted');
-      const blob = packs.read(file.oid)?.data ?? (await git.readBlob({ fs: readFs, gitdir: source.gitdir, oid: file.oid, cache: source.cache })).blob;
-      const target = join(targetDir, file.path);
-      writtenPaths.push(file);
-      if (file.mode === '120000') {
-        fs.symlinkSync(Buffer.from(blob).toString('utf8'), target);
-        continue;
-      }
-      // 'wx': never write through something that is already there (a symlink planted earlier).
-      const write: Promise<void> = fs.promises
-        .writeFile(target, blob, { flag: 'wx', mode: file.mode === '100755' ? 0o755 : 0o644 })
-        .catch((err: unknown) => {
-          failure ??= err;
-        })
-        .finally(() => inFlight.delete(write));
-      inFlight.add(write);
-      if (inFlight.size >= MAX_WRITES_IN_FLIGHT) await Promise.race(inFlight);
-    }
+    return await writeTree();
   } finally {
-    // Also on failure: the caller removes the directory, which must not race our writes.
-    await Promise.allSettled([...inFlight]);
     packs.close();
   }
-  if (failure) throw failure;
-  for (const file of writtenPaths) {
-    const stat = fs.lstatSync(join(targetDir, file.path), { bigint: true });
-    manifest.files[file.path] = { oid: file.oid, mode: file.mode, ino: String(stat.ino), size: String(stat.size), ctimeNs: String(stat.ctimeNs) };
+
+  async function writeTree(): Promise<CheckoutResult> {
+    // Trees from the packs too (native zlib; one per directory: a 120-package Go module has 120),
+    // isomorphic-git for what they do not hold.
+    const readTree = async (oid: string): Promise<TreeEntry[]> => {
+      const packed = packs.read(oid);
+      if (packed?.type === 'tree') return parseTree(packed.data);
+      return (await git.readTree({ fs: readFs, gitdir: source.gitdir, oid, cache: source.cache })).tree;
+    };
+
+    const collect = async (treeOid: string, prefix: string): Promise<void> => {
+      const tree = await readTree(treeOid);
+      const subtrees: Array<Promise<void>> = [];
+      for (const entry of tree) {
+        if (unsafeEntryName(entry.path)) {
+          throw new InputError(`Commit ${commit} has a tree entry named ${JSON.stringify(entry.path)} under "${prefix || '.'}", which cannot be checked out safely`);
+        }
+        const path = prefix ? `${prefix}/${entry.path}` : entry.path;
+        if (entry.type === 'tree') {
+          directories.add(path);
+          subtrees.push(collect(entry.oid, path));
+        } else if (entry.type === 'commit') {
+          // A submodule: its content lives in another repository.
+          directories.add(path);
+        } else if (entry.type === 'blob') {
+          files.set(path, { path, oid: entry.oid, mode: entry.mode });
+        }
+      }
+      await Promise.all(subtrees);
+    };
+    await collect(commitObject.tree, '');
+
+    const manifest: WorktreeManifest = { commit, files: {} };
+    const previous = options.previous?.files ?? {};
+    let removed = 0;
+    const remove = (full: string) => {
+      fs.rmSync(full, { recursive: true, force: true });
+      removed += 1;
+    };
+
+    // Pass 1 (reused directory only): keep what is still right, remove everything else.
+    const sweep = (rel: string) => {
+      let entries: fs.Dirent[];
+      try {
+        entries = fs.readdirSync(join(targetDir, rel), { withFileTypes: true });
+      } catch {
+        // Unreadable (a build chmod-ed it): start that directory over.
+        if (rel !== '') remove(join(targetDir, rel));
+        return;
+      }
+      for (const entry of entries) {
+        const path = rel ? `${rel}/${entry.name}` : entry.name;
+        const full = join(targetDir, path);
+        if (entry.isDirectory()) {
+          if (directories.has(path)) sweep(path);
+          else remove(full);
+          continue;
+        }
+        const wanted = files.get(path);
+        const before = previous[path];
+        if (wanted && before && before.oid === wanted.oid && before.mode === wanted.mode && (entry.isFile() || entry.isSymbolicLink())) {
+          const stat = fs.lstatSync(full, { bigint: true });
+          if (String(stat.ino) === before.ino && String(stat.size) === before.size && String(stat.ctimeNs) === before.ctimeNs) {
+            manifest.files[path] = before;
+            continue;
+          }
+        }
+        remove(full);
+      }
+    };
+    if (options.previous) sweep('');
+
+    // Pass 2: create missing directories (parents first), write missing files. Blobs are read
+    // (CPU: inflating) on this thread while earlier files are being written by the thread pool, so
+    // a checkout costs about the larger of the two rather than their sum.
+    for (const dir of [...directories].sort((a, b) => a.length - b.length)) fs.mkdirSync(join(targetDir, dir), { recursive: true });
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    const writtenPaths: FileEntry[] = [];
+    try {
+      for (const file of files.values()) {
+        if (manifest.files[file.path]) continue;
+        if (failure) break;
+        if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted');
+        const blob = packs.read(file.oid)?.data ?? (await git.readBlob({ fs: readFs, gitdir: source.gitdir, oid: file.oid, cache: source.cache })).blob;
+        const target = join(targetDir, file.path);
+        writtenPaths.push(file);
+        if (file.mode === '120000') {
+          fs.symlinkSync(Buffer.from(blob).toString('utf8'), target);
+          continue;
+        }
+        // 'wx': never write through something that is already there (a symlink planted earlier).
+        const write: Promise<void> = fs.promises
+          .writeFile(target, blob, { flag: 'wx', mode: file.mode === '100755' ? 0o755 : 0o644 })
+          .catch((err: unknown) => {
+            failure ??= err;
+          })
+          .finally(() => inFlight.delete(write));
+        inFlight.add(write);
+        if (inFlight.size >= MAX_WRITES_IN_FLIGHT) await Promise.race(inFlight);
+      }
+    } finally {
+      // Also on failure: the caller removes the directory, which must not race our writes.
+      await Promise.allSettled([...inFlight]);
+    }
+    if (failure) throw failure;
+    for (const file of writtenPaths) {
+      const stat = fs.lstatSync(join(targetDir, file.path), { bigint: true });
+      manifest.files[file.path] = { oid: file.oid, mode: file.mode, ino: String(stat.ino), size: String(stat.size), ctimeNs: String(stat.ctimeNs) };
+    }
+    const written = writtenPaths.length;
+    return { manifest, written, removed, files: files.size };
   }
-  const written = writtenPaths.length;
-  return { manifest, written, removed, files: files.size };
+}
+
+interface TreeEntry {
+  path: string;
+  oid: string;
+  mode: string;
+  type: 'blob' | 'tree' | 'commit';
+}
+
+/**
+ * A tree object's entries (`<octal mode> <name>\0<20-byte id>`…), with the modes and types
+ * isomorphic-git's readTree gives: 040000 trees, 160000 submodules, 120000 links, files as 100644
+ * or 100755 (old trees hold 100664 and the like). Names are checked by the caller (unsafeEntryName).
+ */
+export function parseTree(data: Buffer): TreeEntry[] {
+  const entries: TreeEntry[] = [];
+  let at = 0;
+  while (at < data.length) {
+    const space = data.indexOf(0x20, at);
+    const nul = data.indexOf(0, space + 1);
+    if (space < 0 || nul < 0 || nul + 21 > data.length) throw new InputError('A tree object of the repository is malformed');
+    const raw = data.toString('latin1', at, space);
+    const path = data.toString('utf8', space + 1, nul);
+    const oid = data.toString('hex', nul + 1, nul + 21);
+    at = nul + 21;
+    if (/^0?4/.test(raw)) entries.push({ path, oid, mode: '040000', type: 'tree' });
+    else if (/^1006/.test(raw)) entries.push({ path, oid, mode: '100644', type: 'blob' });
+    else if (/^1007/.test(raw)) entries.push({ path, oid, mode: '100755', type: 'blob' });
+    else if (/^120/.test(raw)) entries.push({ path, oid, mode: '120000', type: 'blob' });
+    else if (/^160/.test(raw)) entries.push({ path, oid, mode: '160000', type: 'commit' });
+    else throw new InputError(`A tree object of the repository has an entry of unknown mode ${JSON.stringify(raw)}`);
+  }
+  return entries;
 }
