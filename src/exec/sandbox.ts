@@ -246,7 +246,8 @@ export function createBuildRunner(options: BuildRunnerOptions): BuildRunner {
         throw new ToolUnavailableError(`${name} is not installed (no ${file} on PATH)`, { hint: installHint(file) });
       }
       if (setup) {
-        throw new ToolUnavailableError(`The sandbox for ${name} could not be set up: ${setup}`, { hint: NAMESPACE_FIX, details: { sandbox: 'bubblewrap' } });
+        // In the probe's words (README, troubleshooting), naming the command it was for.
+        throw new ToolUnavailableError(`build.sandbox is bubblewrap, and bubblewrap cannot create its sandbox here (for ${name}): ${setup}`, { hint: NAMESPACE_FIX, details: { sandbox: 'bubblewrap' } });
       }
       // The command's own failure, named as the command (not the bwrap line around it).
       throw new CommandFailedError(err.message, [file, ...args].join(' '), err.exitStatus, {

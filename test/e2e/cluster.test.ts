@@ -175,8 +175,11 @@ beforeAll(async () => {
     OCI_BUILD_NATS_SERVERS: cluster.urls.join(','),
     OCI_BUILD_NATS_REPLICAS: '3',
     // nats-server 2.9 elects a stream's new leader after a randomised 4–9 s raft timeout: measured
-    // here at 4.5–8 s on a loaded 2-core machine. 9 s still answers inside GitHub's 10 s.
-    OCI_BUILD_SERVER_QUEUE_WAIT: '9s',
+    // here at 4.5–8 s on a loaded 2-core machine, and past 9 s while the rest of the suite builds
+    // images beside it (a CI run refused webhooks at 8.4–8.9 s). What is checked is that serve
+    // holds every webhook through the election, however long it takes: the wait is generous here.
+    // (The default, 8 s, answers inside GitHub's 10 s; bench/chaos measures elections against 9 s.)
+    OCI_BUILD_SERVER_QUEUE_WAIT: '30s',
     OCI_BUILD_SERVER_WEBHOOK_SECRET: SECRET,
     OCI_BUILD_SERVER_API_TOKENS: TOKEN,
     OCI_BUILD_SERVER_ALLOWED_HOSTS: `127.0.0.1:${gitServer.port}`,
