@@ -114,12 +114,6 @@ export async function checkoutTree(source: ObjectSource, commit: string, targetD
   const directories = new Set<string>();
   const packs = PackReader.open(source.gitdir);
   try {
-    return await writeTree();
-  } finally {
-    packs.close();
-  }
-
-  async function writeTree(): Promise<CheckoutResult> {
     // Trees from the packs too (native zlib; one per directory: a 120-package Go module has 120),
     // isomorphic-git for what they do not hold.
     const readTree = async (oid: string): Promise<TreeEntry[]> => {
@@ -230,6 +224,8 @@ export async function checkoutTree(source: ObjectSource, commit: string, targetD
     }
     const written = writtenPaths.length;
     return { manifest, written, removed, files: files.size };
+  } finally {
+    packs.close();
   }
 }
 
