@@ -36,7 +36,7 @@ export interface RegistryApiOptions {
   signal?: AbortSignal;
 }
 
-interface Answer {
+export interface Answer {
   status: number;
   headers: IncomingHttpHeaders;
   body: Buffer;
@@ -49,8 +49,8 @@ export function splitRepository(repository: string): { host: string; apiHost: st
   const host = repository.slice(0, slash);
   const name = repository.slice(slash + 1);
   if (!/^[a-z0-9][a-z0-9._-]*(:\d+)?$/i.test(host) || !/^[a-z0-9]+([._/-][a-z0-9]+)*$/.test(name)) return undefined;
-  // Docker Hub's API does not live at its name; its credentials are kept under it.
-  return { host, apiHost: host === 'docker.io' ? 'registry-1.docker.io' : host, name };
+  // Docker Hub's credentials are kept under its name, its API answers elsewhere.
+  return { host, apiHost: apiHost(host), name };
 }
 
 /** The parameters of a `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` challenge. */
@@ -75,12 +75,19 @@ async function basicCredentials(authFile: string | undefined, host: string): Pro
   }
 }
 
-function send(url: string, init: { method: string; headers: Record<string, string>; body?: Buffer; insecure: boolean; signal?: AbortSignal }): Promise<Answer> {
+/** Docker Hub's API does not live at its name. */
+export function apiHost(host: string): string {
+  return host === 'docker.io' ? 'registry-1.docker.io' : host;
+}
+
+/** One request to a registry over node:http(s), its answer read whole (`insecure`: no TLS verification). */
+export function send(url: string, init: { method: string; headers: Record<string, string>; body?: Buffer; insecure: boolean; signal?: AbortSignal; timeoutMs?: number }): Promise<Answer> {
+  const timeoutMs = init.timeoutMs ?? TIMEOUT_MS;
   return new Promise((resolveAnswer, reject) => {
     const request = url.startsWith('https:') ? httpsRequest : httpRequest;
     const req = request(
       url,
-      { method: init.method, headers: init.headers, timeout: TIMEOUT_MS, ...(init.insecure ? { rejectUnauthorized: false } : {}), ...(init.signal ? { signal: init.signal } : {}) },
+      { method: init.method, headers: init.headers, timeout: timeoutMs, ...(init.insecure ? { rejectUnauthorized: false } : {}), ...(init.signal ? { signal: init.signal } : {}) },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -93,7 +100,7 @@ function send(url: string, init: { method: string; headers: Record<string, strin
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${TIMEOUT_MS} ms`)));
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end(init.body);
   });

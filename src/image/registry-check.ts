@@ -1,32 +1,13 @@
 // `oci-build doctor`: is the registry there? The distribution API's base endpoint answers
 // 200 (open) or 401 (auth required) on any registry that is up; anything else means it is not usable.
 
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { registryHostOf } from './buildah-errors.js';
+import { apiHost, send } from './registry-api.js';
 
 export interface RegistryCheck {
   ok: boolean;
   detail?: string;
   fix?: string;
-}
-
-/** Docker Hub's API does not live at its name. */
-function apiHost(host: string): string {
-  return host === 'docker.io' ? 'registry-1.docker.io' : host;
-}
-
-function getStatus(url: string, insecure: boolean, timeoutMs: number): Promise<number> {
-  return new Promise((resolveStatus, reject) => {
-    const request = url.startsWith('https:') ? httpsRequest : httpRequest;
-    const req = request(url, { method: 'GET', timeout: timeoutMs, ...(insecure ? { rejectUnauthorized: false } : {}) }, (res: IncomingMessage) => {
-      res.resume();
-      resolveStatus(res.statusCode ?? 0);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 /**
@@ -42,7 +23,7 @@ export async function checkRegistry(registry: string, tlsVerify: boolean, option
   const failures: string[] = [];
   for (const url of attempts) {
     try {
-      const status = await getStatus(url, !tlsVerify, timeoutMs);
+      const { status } = await send(url, { method: 'GET', headers: {}, insecure: !tlsVerify, timeoutMs });
       if (status === 200 || status === 401) {
         return { ok: true, detail: `${url} answered ${status}${status === 401 ? ' (credentials needed: image.authFile or `buildah login`)' : ''}` };
       }

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandFailedError } from '../core/errors.js';
-import { backoffDelay, retry, sleep, type BackoffPolicy } from '../core/retry.js';
+import { retry, type BackoffPolicy } from '../core/retry.js';
 import type { PhaseContext, ResultEntry, ReuseSource, ReuseTarget } from '../core/ports.js';
 import type { CommandRunner } from '../exec/run-command.js';
 import { globalArgs, imagesArgs, type ResolvedStorage } from './buildah-args.js';
@@ -25,14 +25,20 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const COPY_RETRY: BackoffPolicy = { baseMs: 200, maxMs: 2_000, jitter: 0.5 };
 const COPY_RETRIES = 4;
 
-/** A manifest PUT, again after a 5xx as a skopeo copy is; undefined: unsure, skopeo writes the tag. */
+/** A registry's 5xx to a manifest PUT: tried again, as a skopeo copy is. */
+class BusyRegistry extends Error {}
+
+/** A manifest PUT, again after a 5xx; undefined: unsure (or still busy), skopeo writes the tag. */
 async function putWithRetries(put: () => Promise<string | 'retry' | undefined>, ctx: PhaseContext): Promise<string | undefined> {
-  for (let attempt = 0; ; attempt++) {
-    const result = await put();
-    if (result !== 'retry') return result;
-    if (attempt >= COPY_RETRIES) return undefined;
-    await sleep(backoffDelay(attempt, COPY_RETRY), ctx.signal);
-  }
+  const written = () =>
+    put().then((result) => {
+      if (result === 'retry') throw new BusyRegistry();
+      return result;
+    });
+  return retry(written, { policy: COPY_RETRY, retries: COPY_RETRIES, retryable: (err): err is BusyRegistry => err instanceof BusyRegistry, signal: ctx.signal }).catch((err: unknown) => {
+    if (err instanceof BusyRegistry) return undefined;
+    throw err;
+  });
 }
 
 export interface ImageReuse {
