@@ -69,22 +69,49 @@ function tailingSink(log: LogSink, size: number): { sink: LogSink; lines: string
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
+/** An image as containers/storage's index lists it: its manifest digest and the names it has. */
+export interface StoredImage {
+  digest?: string;
+  /** As the store keeps them: a name without a registry as `localhost/name:tag`. */
+  names: string[];
+}
+
 /**
- * The image's manifest digest as containers/storage recorded it (`<root>/<driver>-images/images.json`,
- * the very field `buildah images --digests` prints), read directly: a `buildah images` process cost
+ * The image as containers/storage recorded it (`<root>/<driver>-images/images.json`, the very
+ * fields `buildah images --digests` prints), read directly: a `buildah images` process cost
  * 50-100 ms after every build. Undefined when the store's root is buildah's own choice (it may come
- * from storage.conf) or the file does not say; the caller then asks `buildah images`.
+ * from storage.conf), the file is unreadable, or it does not list the image; the caller then asks
+ * buildah.
  */
-export async function storedDigest(store: ResolvedStorage, imageId: string): Promise<string | undefined> {
+export async function storedImage(store: ResolvedStorage, imageId: string): Promise<StoredImage | undefined> {
   if (!store.root) return undefined;
   try {
     const images = JSON.parse(await readFile(join(store.root, `${store.driver}-images`, 'images.json'), 'utf8')) as unknown;
     if (!Array.isArray(images)) return undefined;
-    const image = (images as Array<{ id?: unknown; digest?: unknown }>).find((i) => i.id === imageId);
-    return typeof image?.digest === 'string' && DIGEST.test(image.digest) ? image.digest : undefined;
+    const image = (images as Array<{ id?: unknown; digest?: unknown; names?: unknown }>).find((i) => i.id === imageId);
+    if (!image) return undefined;
+    const names = Array.isArray(image.names) ? image.names.filter((n): n is string => typeof n === 'string') : [];
+    return { ...(typeof image.digest === 'string' && DIGEST.test(image.digest) ? { digest: image.digest } : {}), names };
   } catch {
     return undefined;
   }
+}
+
+/** The image's manifest digest from the store's index (storedImage), or undefined when it does not say. */
+export async function storedDigest(store: ResolvedStorage, imageId: string): Promise<string | undefined> {
+  return (await storedImage(store, imageId))?.digest;
+}
+
+/**
+ * Whether an image the store lists under `names` already has the name `name` (`repo:tag`). A name
+ * without a registry host is kept as `localhost/…` (containers/image's short-name rule); one that
+ * is not found in either form is not there, so at worst buildah is asked to tag it again.
+ */
+export function hasStoredName(names: readonly string[], name: string): boolean {
+  if (names.includes(name)) return true;
+  const first = name.split('/')[0]!;
+  const hasHost = name.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  return !hasHost && names.includes(`localhost/${name}`);
 }
 
 async function withTempDir<T>(body: (dir: string) => Promise<T>): Promise<T> {

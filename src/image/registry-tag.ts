@@ -1,7 +1,8 @@
 // A reused image (core/result-reuse.ts) gets its new tags without being built again: in the
 // registry, `skopeo copy --preserve-digests` of repo@digest to repo:tag, which finds every blob
 // already there and uploads none (only the manifest is PUT under the new tag); in the local store,
-// `buildah tag`. Both check the digest: an image that is gone is a miss, never a wrong image.
+// `buildah tag` (none when the store's index shows the image has those tags already). Both check
+// the digest: an image that is gone is a miss, never a wrong image.
 
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,7 +14,7 @@ import type { CommandRunner } from '../exec/run-command.js';
 import { globalArgs, imagesArgs, type ResolvedStorage } from './buildah-args.js';
 import { hasRegistryHost } from './buildah-errors.js';
 import { RegistryApi } from './registry-api.js';
-import { resolveStorage, storedDigest, type BuildahOptions } from './buildah.js';
+import { hasStoredName, resolveStorage, storedDigest, storedImage, type BuildahOptions } from './buildah.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /**
@@ -111,10 +112,18 @@ export function createImageReuse(deps: { run: CommandRunner; options: BuildahOpt
     async retag(source, target, ctx) {
       if (source.kind === 'local') {
         const names = target.tags.map((tag) => `${target.repository}:${tag}`);
+        const result = { imageId: source.imageId, ...(source.digest ? { digest: source.digest } : {}), pushed: false };
+        // The same tags again (the same commit built again): the store's index says so, and no
+        // buildah process is started for nothing. Anything not plainly there is tagged by buildah.
+        const stored = await storedImage(await store(), source.imageId);
+        if (stored && (!source.digest || stored.digest === source.digest) && names.every((name) => hasStoredName(stored.names, name))) {
+          ctx.log.write(`image ${source.imageId.slice(0, 12)} already tagged ${names.join(' ')} (reused, not built)`, 'system');
+          return result;
+        }
         ctx.log.write(`buildah tag ${source.imageId.slice(0, 12)} ${names.join(' ')} (reused, not built)`, 'system');
         // `buildah tag` fails when the store no longer holds the ID: the image tagged is the one located.
         await run('buildah', [...globalArgs(await store()), 'tag', source.imageId, ...names], { signal: ctx.signal, displayName: 'buildah tag', killGraceMs: deps.killGraceMs, log: ctx.log });
-        return { imageId: source.imageId, ...(source.digest ? { digest: source.digest } : {}), pushed: false };
+        return result;
       }
       const registry = api(target.repository, target.tlsVerify, ctx);
       const manifest = await registry?.manifest(source.digest);

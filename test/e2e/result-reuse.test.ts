@@ -76,8 +76,25 @@ describe('reuse of a local build (Go)', () => {
     const log = logOf(again);
     expect(log).not.toMatch(/buildah bud/);
     expect(log).toMatch(/reuses the image of build/);
+    // It has those tags already: no buildah process at all.
+    expect(log).toMatch(/already tagged/);
+    expect(log).not.toMatch(/buildah tag/);
     const summary = await runCli(['status', again.id], { env });
     expect(summary.stdout).toMatch(/reused from/);
+  });
+
+  it('the same commit on a new branch is reused and gets the branch tag in the store', async () => {
+    execFileSync('git', ['checkout', '-q', '-b', 'feature-x'], { cwd: go.dir });
+    try {
+      const branched = await build(go.dir);
+      expect(branched.images[0]).toMatchObject({ reusedFrom: first.id, digest: first.images[0]!.digest });
+      expect(branched.images[0]!.tags).toContain('feature-x');
+      expect(logOf(branched)).toMatch(/buildah tag/);
+      const names = JSON.parse(buildah(['images', '--json'])).flatMap((i: { names?: string[] }) => i.names ?? []);
+      expect(names).toContain(`localhost/${branched.images[0]!.repository}:feature-x`);
+    } finally {
+      execFileSync('git', ['checkout', '-q', '-'], { cwd: go.dir });
+    }
   });
 
   it('a rebuild with reuse off (--no-reuse, OCI_BUILD_BUILD_REUSE=false) gives the digest the reused image has', async () => {
