@@ -29,6 +29,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Script } from 'node:vm';
 import { build } from 'rolldown';
+import { trainCodeCaches } from './sea-train.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const output = join(root, 'dist/oci-build');
@@ -137,8 +138,18 @@ var __seaChunk = ((entry, builtinRequire) => {
   const loaded = new Map([[${JSON.stringify(ENTRY_CHUNK)}, entry]]);
   // Asked at each load, never kept: the snapshot is made while it is true.
   const building = () => builtinRequire('node:v8').startupSnapshot.isBuildingSnapshot();
-  let sea, vm;
+  let sea, vm, training;
   const source = (name) => building() ? builtinRequire('node:fs').readFileSync(${JSON.stringify(chunksDir)} + '/' + name, 'utf8') : sea.getAsset(name, 'utf8');
+  // OCI_BUILD_SEA_TRAIN_DIR (scripts/sea-train.mjs, at build time): a chunk's code cache is read
+  // from that directory, and written back there with what the run compiled when the process exits.
+  const cacheOf = (name, trainDir) => trainDir ? builtinRequire('node:fs').readFileSync(trainDir + '/' + name + '.cache') : Buffer.from(sea.getAsset(name + '.cache'));
+  const train = (trainDir, name, script) => {
+    if (!training) {
+      training = new Map();
+      process.once('exit', () => { for (const [chunkName, chunkScript] of training) builtinRequire('node:fs').writeFileSync(trainDir + '/' + chunkName + '.cache', chunkScript.createCachedData()); });
+    }
+    training.set(name, script);
+  };
   return function load(name) {
     const known = loaded.get(name);
     if (known) return known.exports;
@@ -151,8 +162,10 @@ var __seaChunk = ((entry, builtinRequire) => {
     } else {
       sea ??= builtinRequire('node:sea');
       vm ??= builtinRequire('node:vm');
-      const options = { filename: name, cachedData: Buffer.from(sea.getAsset(name + '.cache')) };
-      chunk = new vm.Script(\`(function (${CHUNK_PARAMS}) {\${source(name)}\\n})\`, options).runInThisContext();
+      const trainDir = process.env.OCI_BUILD_SEA_TRAIN_DIR;
+      const script = new vm.Script(\`(function (${CHUNK_PARAMS}) {\${source(name)}\\n})\`, { filename: name, cachedData: cacheOf(name, trainDir) });
+      if (trainDir) train(trainDir, name, script);
+      chunk = script.runInThisContext();
     }
     const dir = builtinRequire('node:path').dirname(process.execPath);
     chunk.call(module.exports, module.exports, builtinRequire, module, dir + '/' + name, dir, load);
@@ -182,7 +195,7 @@ export function inputsDigest() {
   const hash = createHash('sha256').update(process.version).update(process.execPath);
   const files = [
     ...listFiles(join(root, 'dist')).filter((f) => f.endsWith('.js') && !/[\\/]dist[\\/](bundle|sea)/.test(f)),
-    ...['bin/oci-build-sea.js', 'bin/run-cli.js', 'scripts/sea.mjs', 'scripts/sea-code-cache.cjs', 'package.json', 'package-lock.json', 'schema/oci-build.config.schema.json'].map((f) => join(root, f)),
+    ...['bin/oci-build-sea.js', 'bin/run-cli.js', 'scripts/sea.mjs', 'scripts/sea-code-cache.cjs', 'scripts/sea-train.mjs', 'package.json', 'package-lock.json', 'schema/oci-build.config.schema.json'].map((f) => join(root, f)),
   ].sort();
   for (const file of files) hash.update(file).update('\0').update(readFileSync(file)).update('\0');
   return hash.digest('hex');
@@ -242,23 +255,12 @@ export async function buildSea({ ifStale = false } = {}) {
 
     const config = join(workDir, 'sea-config.json');
     writeFileSync(config, JSON.stringify({ main: script, output: blob, disableExperimentalSEAWarning: true, useSnapshot: true, assets }));
-    // Node warns when a script required a built-in it has not verified for snapshots: that module
-    // must be added to the lazy ones, not shipped half-restored.
-    const made = spawnSync(process.execPath, ['--experimental-sea-config', config], { encoding: 'utf8' });
-    const unverified = [...made.stderr.matchAll(/built-in module "([^"]+)" works in user snapshot/g)].map((m) => m[1]);
-    if (made.status !== 0 || unverified.length > 0) {
-      process.stderr.write(made.stderr);
-      throw new Error(made.status !== 0 ? 'making the SEA blob failed' : `the snapshot loaded built-ins Node does not support in snapshots: ${unverified.join(', ')}`);
-    }
-
-    copyFileSync(process.execPath, partial);
-    chmodSync(partial, 0o755);
-    // postject prints harmless ELF note warnings: shown only when it fails.
-    const injected = spawnSync(process.execPath, [join(root, 'node_modules/postject/dist/cli.js'), partial, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SENTINEL_FUSE], { encoding: 'utf8' });
-    if (injected.status !== 0) {
-      process.stderr.write(injected.stderr + injected.stdout);
-      throw new Error('postject could not inject the SEA blob');
-    }
+    // The executable is made twice: the first one runs the training commands, which update the
+    // chunks' caches in place (scripts/sea-train.mjs); the second one embeds them.
+    makeExecutable(config, blob, partial);
+    const untrained = await trainCodeCaches({ root, executable: partial, cacheDir: chunksDir });
+    for (const failure of untrained) process.stderr.write(`scripts/sea.mjs: code caches not trained on ${failure}\n`);
+    makeExecutable(config, blob, partial);
     renameSync(partial, output);
     writeFileSync(digestFile, digest);
   } finally {
@@ -266,6 +268,26 @@ export async function buildSea({ ifStale = false } = {}) {
   }
   const mb = (statSync(output).size / 1024 / 1024).toFixed(1);
   console.error(`dist/oci-build: ${mb} MiB in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+/** The SEA blob from `config`, injected into a copy of this node binary at `executable`. */
+function makeExecutable(config, blob, executable) {
+  // Node warns when a script required a built-in it has not verified for snapshots: that module
+  // must be added to the lazy ones, not shipped half-restored.
+  const made = spawnSync(process.execPath, ['--experimental-sea-config', config], { encoding: 'utf8' });
+  const unverified = [...made.stderr.matchAll(/built-in module "([^"]+)" works in user snapshot/g)].map((m) => m[1]);
+  if (made.status !== 0 || unverified.length > 0) {
+    process.stderr.write(made.stderr);
+    throw new Error(made.status !== 0 ? 'making the SEA blob failed' : `the snapshot loaded built-ins Node does not support in snapshots: ${unverified.join(', ')}`);
+  }
+  copyFileSync(process.execPath, executable);
+  chmodSync(executable, 0o755);
+  // postject prints harmless ELF note warnings: shown only when it fails.
+  const injected = spawnSync(process.execPath, [join(root, 'node_modules/postject/dist/cli.js'), executable, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SENTINEL_FUSE], { encoding: 'utf8' });
+  if (injected.status !== 0) {
+    process.stderr.write(injected.stderr + injected.stdout);
+    throw new Error('postject could not inject the SEA blob');
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await buildSea({ ifStale: process.argv.includes('--if-stale') });
