@@ -70,11 +70,17 @@ export async function trainCodeCaches({ root, executable, cacheDir }) {
       ['status'],
     ];
     for (const args of commands) {
+      let stderr;
       try {
-        await run(executable, args, { env, cwd: temp, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
+        ({ stderr } = await run(executable, args, { env, cwd: temp, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }));
       } catch (err) {
-        failed.push(`oci-build ${args.join(' ')}: ${String(err.stderr ?? err.message).trim().split('\n').slice(-1)[0]}`);
+        stderr = String(err.stderr ?? '');
+        failed.push(`oci-build ${args.join(' ')}: ${(stderr.trim() || err.message).split('\n').slice(-1)[0]}`);
       }
+      // A cache V8 refuses (made by another V8, or from other source) would be thrown away at
+      // every start of the executable: a broken build, not a command that could not run here.
+      const rejected = /the code cache of \S+ was rejected/.exec(stderr);
+      if (rejected) throw new Error(`training the code caches: oci-build ${args.join(' ')}: ${rejected[0]}`);
     }
   } finally {
     await server?.dispose();

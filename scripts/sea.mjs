@@ -141,9 +141,14 @@ var __seaChunk = ((entry, builtinRequire) => {
   let sea, vm, training;
   const source = (name) => building() ? builtinRequire('node:fs').readFileSync(${JSON.stringify(chunksDir)} + '/' + name, 'utf8') : sea.getAsset(name, 'utf8');
   // OCI_BUILD_SEA_TRAIN_DIR (scripts/sea-train.mjs, at build time): a chunk's code cache is read
-  // from that directory, and written back there with what the run compiled when the process exits.
-  const cacheOf = (name, trainDir) => trainDir ? builtinRequire('node:fs').readFileSync(trainDir + '/' + name + '.cache') : Buffer.from(sea.getAsset(name + '.cache'));
+  // from that directory (the embedded one when it has none), and written back there with what the
+  // run compiled when the process exits. A cache V8 refused is said on stderr.
+  const cacheOf = (name, trainDir) => {
+    const file = trainDir + '/' + name + '.cache';
+    return trainDir && builtinRequire('node:fs').existsSync(file) ? builtinRequire('node:fs').readFileSync(file) : Buffer.from(sea.getAsset(name + '.cache'));
+  };
   const train = (trainDir, name, script) => {
+    if (script.cachedDataRejected) process._rawDebug('oci-build: the code cache of ' + name + ' was rejected');
     if (!training) {
       training = new Map();
       process.once('exit', () => { for (const [chunkName, chunkScript] of training) builtinRequire('node:fs').writeFileSync(trainDir + '/' + chunkName + '.cache', chunkScript.createCachedData()); });

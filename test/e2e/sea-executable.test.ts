@@ -2,7 +2,7 @@
 // has no node, no node_modules anywhere near it. It prints its version and help, checks the
 // machine, and builds the Go fixture into an image.
 
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isolatedEnv } from '../helpers/cli.js';
@@ -61,5 +61,24 @@ describe('dist/oci-build, alone', () => {
     const invalid = await run(['build', repo.dir, '--json'], { ...isolatedEnv(dir.path), OCI_BUILD_WORKER_CONCURRENCY: 'many' });
     expect(invalid.code).toBe(2);
     expect(invalid.stderr).toContain('OCI_BUILD_WORKER_CONCURRENCY');
+  });
+
+  it("accepts the trained code caches it embeds, and writes back a command's with OCI_BUILD_SEA_TRAIN_DIR (scripts/sea-train.mjs)", async () => {
+    const env = isolatedEnv(dir.path);
+    const plain = await run(['status', '--json'], env);
+    expect(plain.code).toBe(0);
+    const trainDir = join(dir.path, 'train');
+    mkdirSync(trainDir);
+    // An empty directory: every chunk's cache comes from the executable, and V8 takes each of them.
+    const training = await run(['status', '--json'], { ...env, OCI_BUILD_SEA_TRAIN_DIR: trainDir });
+    expect(training).toMatchObject({ code: 0, stdout: plain.stdout });
+    expect(training.stderr).not.toMatch(/was rejected/);
+    const written = readdirSync(trainDir);
+    expect(written.length).toBeGreaterThan(0);
+    for (const name of written) expect(name).toMatch(/\.cjs\.cache$/);
+    // A run from those caches takes them too.
+    const again = await run(['status', '--json'], { ...env, OCI_BUILD_SEA_TRAIN_DIR: trainDir });
+    expect(again).toMatchObject({ code: 0, stdout: plain.stdout });
+    expect(again.stderr).not.toMatch(/was rejected/);
   });
 });
