@@ -17,7 +17,7 @@
 // compiled before it failed: the executable works the same, only less of it is cached.
 
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, cpSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -32,11 +32,16 @@ const run = promisify(execFile);
  */
 export async function trainCodeCaches({ root, executable, cacheDir }) {
   const temp = mkdtempSync(join(tmpdir(), 'oci-build-sea-train-'));
-  // The dependency caches outlive the build: the Go build's standard library is compiled once,
-  // not at every `npm run build`. Everything else of the work directory starts empty.
-  const workDir = join(root, 'node_modules/.cache/oci-build/sea-training');
+  // The work directory outlives the build, for its dependency caches: the Go build's standard
+  // library is compiled once, not at every `npm run build`. Its records, logs and result index are
+  // emptied first. One build at a time uses it (two test files may build at once): another one
+  // trains in a work directory of its own, from cold caches.
+  const shared = join(root, 'node_modules/.cache/oci-build/sea-training');
+  mkdirSync(shared, { recursive: true });
+  const lock = takeLock(join(shared, 'lock'));
+  const workDir = lock ? join(shared, 'work') : join(temp, 'work');
   mkdirSync(workDir, { recursive: true });
-  for (const entry of readdirSync(workDir)) if (entry !== 'cache') rmSync(join(workDir, entry), { recursive: true, force: true });
+  if (lock) for (const entry of readdirSync(workDir)) if (entry !== 'cache') rmSync(join(workDir, entry), { recursive: true, force: true });
   const failed = [];
   let server;
   try {
@@ -85,7 +90,26 @@ export async function trainCodeCaches({ root, executable, cacheDir }) {
   } finally {
     await server?.dispose();
     rmSync(temp, { recursive: true, force: true });
+    lock?.release();
   }
   return failed;
 }
 
+
+/** An exclusive lock file; one left by a build that died (older than 10 minutes) is taken over. */
+function takeLock(file) {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      closeSync(openSync(file, 'wx'));
+      return { release: () => rmSync(file, { force: true }) };
+    } catch {
+      try {
+        if (Date.now() - statSync(file).mtimeMs < 10 * 60_000) return undefined;
+        rmSync(file, { force: true });
+      } catch {
+        // released meanwhile: try again
+      }
+    }
+  }
+  return undefined;
+}
