@@ -88,7 +88,8 @@ export async function run() {
     const executable = join(root, 'dist/oci-build');
     let lastPeakMb = 0;
     const ociBuild = async (extraEnv = envWithoutCa) => {
-      const { elapsed, peakMb } = await timedWithPeakRss(executable, ['build', repo], { env: extraEnv });
+      // Run from a directory of its own: this checkout's oci-build.config.yaml is not the build's.
+      const { elapsed, peakMb } = await timedWithPeakRss(executable, ['build', repo], { cwd: temp, env: extraEnv });
       lastPeakMb = peakMb;
       return elapsed;
     };

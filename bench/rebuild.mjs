@@ -270,7 +270,8 @@ export async function run() {
       // NODE_EXTRA_CA_CERTS unset, as on a typical machine (it makes a Node process parse a whole
       // CA bundle at start: ~35 ms here; local-overhead prints both).
       const { NODE_EXTRA_CA_CERTS: _extraCa, ...localWithoutCa } = local;
-      const cliBuild = (extra = []) => timed(executable, ['build', url, '--json', ...extra], { env: { ...localWithoutCa, OCI_BUILD_IMAGE_PUSH: 'false', OCI_BUILD_IMAGE_REGISTRY: '' } });
+      // Run from a directory of its own: this checkout's oci-build.config.yaml is not the build's.
+      const cliBuild = (extra = []) => timed(executable, ['build', url, '--json', ...extra], { cwd: temp, env: { ...localWithoutCa, OCI_BUILD_IMAGE_PUSH: 'false', OCI_BUILD_IMAGE_REGISTRY: '' } });
       cliBuild(['--ref', warmCommit]); // warm caches (a miss: another tree)
       const firstLocal = cliBuild();
       const again = [];

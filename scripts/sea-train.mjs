@@ -5,7 +5,8 @@
 // status walk, the configuration's validation, the pipeline) was compiled again at every start:
 // about 15 ms of a local build, before its first tool ran. Here the executable made from the
 // same chunks runs the commands users run most, `build` of a directory and of a Git URL, each
-// twice (a build, then the same commit again: reused), and `status`, with
+// twice (a build, then the same commit again: reused), and `status`, in a directory with the
+// documented default configuration file, with
 // OCI_BUILD_SEA_TRAIN_DIR set: each chunk's cache is read from that directory and written back
 // when the process exits, with every function that run compiled. Each run starts from the
 // caches the previous one wrote, so the last ones hold them all. The final executable embeds
@@ -17,7 +18,7 @@
 // compiled before it failed: the executable works the same, only less of it is cached.
 
 import { execFile, execFileSync } from 'node:child_process';
-import { closeSync, cpSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -49,6 +50,9 @@ export async function trainCodeCaches({ root, executable, cacheDir }) {
     cpSync(join(root, 'fixtures/sample-go-repo'), repo, { recursive: true, filter: (src) => !/[\\/]dist$/.test(src) });
     const gitEnv = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_AUTHOR_NAME: 'sea', GIT_AUTHOR_EMAIL: 'sea@localhost', GIT_COMMITTER_NAME: 'sea', GIT_COMMITTER_EMAIL: 'sea@localhost' };
     for (const args of [['init', '-q', '-b', 'main'], ['add', '-A'], ['commit', '-q', '-m', 'training']]) execFileSync('git', args, { cwd: repo, env: gitEnv });
+    // The documented default configuration, as ./oci-build.config.yaml: its YAML is read as
+    // a user's would be (the environment below overrides it).
+    copyFileSync(join(root, 'oci-build.config.yaml'), join(temp, 'oci-build.config.yaml'));
     server = await startGitServer({ root: join(temp, 'git') });
     await server.addRepo('sample-go-repo', repo);
 
