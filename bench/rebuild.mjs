@@ -293,8 +293,12 @@ export async function run() {
       const workerB = daemon(['worker'], machine(`b-${name}`));
       daemons.push(workerB);
       // Measured from the webhook to B's record, B already running (as a second worker is): its
-      // own start is no part of the build.
+      // own start is no part of the build. And B has worked before, as A had: the warm-up commit,
+      // on a branch of its own (a reuse of A's build), so B's mirror holds the repository but not
+      // the commit measured, and its code has run once (as a long-running worker's has).
       await started(workerB);
+      const warmB = await timedBuild(name, 'refs/heads/warm-b', warmCommit);
+      if (!warmB.record.images[0]?.reusedFrom) throw new Error(`${name}: worker B's warm-up did not reuse worker A's image`);
       // Another push of the commit (serve drops a replay of the same push): a branch made from it.
       const second = await timedBuild(name, 'refs/heads/release', commit);
       if (second.record.images[0]?.reusedFrom !== first.record.id) throw new Error(`${name}: worker B did not reuse worker A's image`);
