@@ -1,9 +1,9 @@
 // Nothing the single executable's startup snapshot computed at build time leaks into a run: the
 // snapshot is taken once, on the build machine, and every run must still see its own environment,
-// working directory, home, terminal settings, hostname, pid and clock. Each check runs the same
+// working directory, home, terminal settings, hostname, pid, clock and random bytes. Each check runs the same
 // executable twice under different values and expects each run to show its own.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -82,5 +82,22 @@ describe('dist/oci-build reads its run-time state when it runs, not when it was 
       expect(lines.find((l) => l.msg === 'oci-build worker started')?.name).toBe(`${host}:${child.pid}`);
       for (const line of lines) expect(Date.parse(line.time)).toBeGreaterThanOrEqual(startedAt - 1000);
     }
+  });
+
+  it('randomness: node:crypto is in the snapshot, its random bytes are drawn in each run (build ids)', async () => {
+    const repo = join(dir.path, 'plain-repo');
+    mkdirSync(repo);
+    // No project in it: each build fails in detection, quickly, and still has a record (and an id).
+    writeFileSync(join(repo, 'README.md'), 'nothing to build\n');
+    const gitEnv = { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' };
+    for (const args of [['init', '-q', '-b', 'main'], ['add', '-A'], ['commit', '-q', '-m', 'x']]) execFileSync('git', args, { cwd: repo, env: gitEnv });
+    const ids = [];
+    for (let i = 0; i < 3; i++) {
+      const result = await run(['build', repo, '--no-image', '--json'], { cwd: dir.path, env: { HOME: dir.path, OCI_BUILD_WORK_DIR: join(dir.path, 'work-random') } });
+      ids.push((JSON.parse(result.stdout) as { id: string }).id);
+    }
+    // <stamp>-<6 random hex digits>: the same second may repeat, the random part may not.
+    const suffixes = ids.map((id) => id.split('-').pop());
+    expect(new Set(suffixes).size).toBe(3);
   });
 });
