@@ -106,6 +106,11 @@ export interface GitService {
 
 export interface SourceProvider {
   checkout(source: JobSource, job: BuildJob, ctx: PhaseContext): Promise<SourceCheckout>;
+  /**
+   * Starts what the checkout of `source` will first wait for on the network (a Git URL's ref
+   * advertisement), so that it overlaps the rest of a command's start. Never fails; optional.
+   */
+  warm?(source: JobSource): void;
 }
 
 // ---- detect ----

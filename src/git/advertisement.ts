@@ -5,6 +5,7 @@
 // up-to-date mirror. So the mirror asks for the advertisement first (isomorphic-git's own
 // getRemoteInfo2, auth included), compares it with its refs here, and only fetches when something
 // differs — handing that fetch the advertisement already received, so the remote is asked once.
+// The CLI asks for it even before that, while it loads the rest of itself (EarlyAdvertisement).
 
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from 'isomorphic-git';
 
@@ -65,10 +66,8 @@ export function recordingAdvertisement(base: HttpClient): { http: HttpClient; re
       async request(request: GitHttpRequest): Promise<GitHttpResponse> {
         const response = await base.request(request);
         if (!isAdvertisement(request) || response.statusCode !== 200) return response;
-        const chunks: Buffer[] = [];
-        for await (const chunk of response.body ?? []) chunks.push(Buffer.from(chunk));
         const { body: _body, ...rest } = response;
-        const body = Buffer.concat(chunks);
+        const body = await readWhole(response);
         // Not kept when it took credentials: isomorphic-git sends them with its POST only after
         // it was refused without them itself, so the fetch must ask for the advertisement again.
         const authorized = Object.keys(request.headers ?? {}).some((name) => name.toLowerCase() === 'authorization');
@@ -92,6 +91,42 @@ export function replayingAdvertisement(base: HttpClient, recorded: RecordedRespo
       return base.request(request);
     },
   };
+}
+
+/**
+ * A ref advertisement asked for before the sync that needs it (source-provider.ts `warm`: the
+ * CLI asks while it loads the rest of itself), and when it was asked for.
+ */
+export interface EarlyAdvertisement {
+  /** Epoch milliseconds, on the clock the mirror records its syncs with. */
+  startedAt: number;
+  response: Promise<RecordedResponse | undefined>;
+}
+
+const ADVERTISEMENT_TYPE = 'application/x-git-upload-pack-advertisement';
+
+/**
+ * GET of `cloneUrl`'s ref advertisement, without credentials and with the headers isomorphic-git's
+ * getRemoteInfo2 sends (none for protocol v1), read whole. Undefined for anything but a smart-HTTP
+ * advertisement (a 401, a dumb server, an error): the sync then asks as it always does.
+ */
+export async function requestAdvertisement(http: HttpClient, cloneUrl: string): Promise<RecordedResponse | undefined> {
+  const request: GitHttpRequest = { method: 'GET', url: `${cloneUrl}/info/refs?service=git-upload-pack`, headers: {} };
+  try {
+    const response = await http.request(request);
+    const body = await readWhole(response);
+    if (response.statusCode !== 200 || response.headers?.['content-type'] !== ADVERTISEMENT_TYPE) return undefined;
+    const { body: _body, ...rest } = response;
+    return { url: request.url, response: rest, body };
+  } catch {
+    return undefined;
+  }
+}
+
+async function readWhole(response: GitHttpResponse): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response.body ?? []) chunks.push(Buffer.from(chunk));
+  return Buffer.concat(chunks);
 }
 
 async function* once(body: Buffer): AsyncIterableIterator<Uint8Array> {

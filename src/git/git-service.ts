@@ -17,6 +17,7 @@ import {
 import type { Clock, GitService, PhaseContext, SyncedRepository } from '../core/ports.js';
 import { maskSecrets, registerSecrets, urlSecrets } from '../core/secrets.js';
 import type { Config } from '../config/config.js';
+import type { EarlyAdvertisement } from './advertisement.js';
 import { withLock } from './lock.js';
 import { FULL_DEPTH, Mirror } from './mirror.js';
 import { decideCredentials, type CredentialDecision } from './credential-policy.js';
@@ -31,6 +32,8 @@ export interface GitServiceOptions {
   http: HttpClient;
   /** For tests: randomness of the retry jitter. */
   random?: () => number;
+  /** Advertisements asked for ahead of the sync, by clone URL (source-provider.ts `warm`); each is used once. */
+  early?: Map<string, EarlyAdvertisement>;
 }
 
 /** What `syncRepository` gives inside src/git/: the mirror itself, for reading the commit out. */
@@ -66,6 +69,11 @@ export class MirrorGitService implements GitService {
     const remote = this.open(url);
     if (ref !== undefined) checkRefName(ref);
     const { mirror } = remote;
+    const early = this.options.early?.get(remote.url);
+    if (early) {
+      this.options.early!.delete(remote.url);
+      mirror.useEarlyAdvertisement(early);
+    }
     const log = (line: string) => ctx.log.write(remote.mask(line), 'system');
     const { depth, retries } = this.options.git;
 

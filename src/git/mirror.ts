@@ -10,7 +10,7 @@ import type { AuthCallback, HttpClient } from 'isomorphic-git';
 import git from './isomorphic-git.js';
 import type { Clock } from '../core/ports.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
-import { recordingAdvertisement, replayingAdvertisement, upToDateHead, type RecordedResponse } from './advertisement.js';
+import { recordingAdvertisement, replayingAdvertisement, upToDateHead, type EarlyAdvertisement, type RecordedResponse } from './advertisement.js';
 import { supplyMissingHead } from './head-intercept.js';
 import { indexAndStorePack } from './pack-indexer.js';
 import { PackReader } from './pack-reader.js';
@@ -122,6 +122,27 @@ export class Mirror {
     await git.setConfig({ fs, gitdir: this.gitdir, path: `remote.${REMOTE}.fetch`, value: `+refs/heads/*:refs/remotes/${REMOTE}/*` });
   }
 
+  private early: EarlyAdvertisement | undefined;
+
+  /** An advertisement asked for before this sync: the next fetch starts from it (takeEarlyAdvertisement). */
+  useEarlyAdvertisement(early: EarlyAdvertisement): void {
+    this.early = early;
+  }
+
+  /**
+   * The early advertisement, once; none when the mirror was synced after it was asked for (another
+   * build fetched meanwhile: the mirror's refs may be newer than it, and a fetch from it would move
+   * them back).
+   */
+  private async takeEarlyAdvertisement(): Promise<RecordedResponse | undefined> {
+    const early = this.early;
+    this.early = undefined;
+    if (!early) return undefined;
+    const [response, state] = await Promise.all([early.response, this.state()]);
+    const syncedAt = Date.parse(state?.lastSyncAt ?? '');
+    return Number.isFinite(syncedAt) && syncedAt >= early.startedAt ? undefined : response;
+  }
+
   /** One fetch of every branch and tag; no retry, no lock (the caller's business). */
   async fetch(options: FetchOptions = {}): Promise<FetchResult> {
     const received = { bytes: 0, objects: 0, indexMs: 0 };
@@ -131,7 +152,8 @@ export class Mirror {
     // (advertisement.ts). A deepening fetch (relative) always runs.
     let recorded: RecordedResponse | undefined;
     if (!options.relative) {
-      const recording = recordingAdvertisement(raw);
+      const early = await this.takeEarlyAdvertisement();
+      const recording = recordingAdvertisement(early ? replayingAdvertisement(raw, early) : raw);
       const info = await git.getRemoteInfo2({ http: recording.http, url: this.location.cloneUrl, protocolVersion: 1, ...(this.onAuth ? { onAuth: this.onAuth } : {}) });
       recorded = recording.recorded();
       const head = info.refs ? upToDateHead(info.refs, { refs: (await this.snapshotRefs()).refs, defaultBranch: (await this.state())?.defaultBranch }, REMOTE) : undefined;

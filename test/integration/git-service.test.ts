@@ -8,6 +8,7 @@ import httpClient from 'isomorphic-git/http/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError, ServiceUnavailableError } from '../../src/core/errors.js';
 import { systemClock, type PhaseContext } from '../../src/core/ports.js';
+import { requestAdvertisement, type EarlyAdvertisement } from '../../src/git/advertisement.js';
 import { MirrorGitService } from '../../src/git/git-service.js';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
 import { startGitServer, workRepo, type GitServer, type WorkRepo } from '../helpers/git-http-server.js';
@@ -110,6 +111,40 @@ describe('GitService (isomorphic-git mirrors)', () => {
     work.git(['push', '-q', server.repoPath('acme/svc'), '--delete', 'gone']);
     await git.syncRepository(url, undefined, context());
     await expect(git.syncRepository(url, 'gone', context())).rejects.toThrow(/has no branch, tag or commit "gone"/);
+  });
+
+  it('starts from an advertisement asked for before the sync, once, unless the mirror was synced after it was asked for', async () => {
+    const url = server.url('acme/svc');
+    const workDir = join(tmp.path, 'wd-early');
+    const early = new Map<string, EarlyAdvertisement>();
+    const make = (withEarly: boolean) =>
+      new MirrorGitService({ workDir, git: { tokenHosts: [], depth: 50, retries: 1, retryDelayMs: 1, retryMaxDelayMs: 2 }, clock: systemClock, http: httpClient, ...(withEarly ? { early } : {}) });
+    const git = make(true);
+    await git.syncRepository(url, undefined, context());
+    const seen = (since: number) => server.requests.slice(since).map((r) => `${r.method} ${r.path.replace(/^\/acme\/svc\.git/, '')}`);
+    const ask = async () => {
+      await new Promise((resolveWait) => setTimeout(resolveWait, 5));
+      early.set(url, { startedAt: Date.now(), response: requestAdvertisement(httpClient, url) });
+      await early.get(url)!.response;
+    };
+
+    // Asked for ahead: the sync itself asks the remote nothing.
+    await ask();
+    let since = server.requests.length - 1;
+    const quiet = context();
+    expect(await git.syncRepository(url, undefined, quiet)).toMatchObject({ commit: work.git(['rev-parse', 'main']).trim(), branch: 'main' });
+    expect(seen(since)).toEqual(['GET /info/refs?service=git-upload-pack']);
+    expect(quiet.lines.join('\n')).toContain('(up to date)');
+    expect(early.size).toBe(0);
+
+    // Another build (another process: its own service) synced the mirror after it was asked for:
+    // the mirror's refs may be newer than it, so the sync asks again.
+    await ask();
+    since = server.requests.length - 1;
+    await new Promise((resolveWait) => setTimeout(resolveWait, 5));
+    await make(false).syncRepository(url, undefined, context());
+    await git.syncRepository(url, undefined, context());
+    expect(seen(since)).toEqual(['GET /info/refs?service=git-upload-pack', 'GET /info/refs?service=git-upload-pack', 'GET /info/refs?service=git-upload-pack']);
   });
 
   it('fetches history on demand: a commit older than the shallow mirror, and the base of a change as a revision', async () => {

@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from 'isomorphic-git';
 import { describe, expect, it } from 'vitest';
-import { recordingAdvertisement, replayingAdvertisement, upToDateHead, type AdvertisedRef } from '../../src/git/advertisement.js';
+import { recordingAdvertisement, replayingAdvertisement, requestAdvertisement, upToDateHead, type AdvertisedRef } from '../../src/git/advertisement.js';
 
 const oid = fc.stringMatching(/^[0-9a-f]{40}$/);
 const name = fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/);
@@ -105,5 +105,44 @@ describe('recordingAdvertisement and replayingAdvertisement', () => {
     expect(recording.recorded()).toBeUndefined();
     const replaying = replayingAdvertisement(base, undefined);
     expect(await body(await replaying.request({ url: URL, method: 'GET', headers: {} }))).toBe('part-3');
+  });
+});
+
+describe('requestAdvertisement (asked for before the sync)', () => {
+  const CLONE = 'http://git.example/acme/api.git';
+  function answering(statusCode: number, contentType: string | undefined, fail = false): HttpClient & { requests: GitHttpRequest[]; drained: boolean } {
+    const client = {
+      requests: [] as GitHttpRequest[],
+      drained: false,
+      async request(request: GitHttpRequest): Promise<GitHttpResponse> {
+        client.requests.push(request);
+        if (fail) throw new Error('connect ECONNREFUSED');
+        async function* chunks() {
+          yield new Uint8Array(Buffer.from('001e# service=git-upload-pack\n'));
+          client.drained = true;
+        }
+        return { url: request.url, method: 'GET', statusCode, statusMessage: '', headers: contentType ? { 'content-type': contentType } : {}, body: chunks() };
+      },
+    };
+    return client;
+  }
+
+  it('is the GET getRemoteInfo2 makes (no credentials, no header), read whole', async () => {
+    const client = answering(200, 'application/x-git-upload-pack-advertisement');
+    const early = await requestAdvertisement(client, CLONE);
+    expect(client.requests).toEqual([{ method: 'GET', url: `${CLONE}/info/refs?service=git-upload-pack`, headers: {} }]);
+    expect(early).toMatchObject({ url: `${CLONE}/info/refs?service=git-upload-pack`, response: { statusCode: 200 } });
+    expect(early?.body.toString()).toBe('001e# service=git-upload-pack\n');
+    // Replayed as the first advertisement the sync asks for.
+    const replayed = await replayingAdvertisement(answering(500, undefined), early).request({ method: 'GET', url: `${CLONE}/info/refs?service=git-upload-pack`, headers: {} });
+    expect(replayed.statusCode).toBe(200);
+  });
+
+  it('is nothing for a refusal, a dumb server or an error, whose body is still read', async () => {
+    for (const client of [answering(401, 'text/plain'), answering(200, 'text/html'), answering(404, undefined)]) {
+      expect(await requestAdvertisement(client, CLONE)).toBeUndefined();
+      expect(client.drained).toBe(true);
+    }
+    expect(await requestAdvertisement(answering(200, undefined, true), CLONE)).toBeUndefined();
   });
 });

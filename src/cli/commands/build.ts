@@ -106,6 +106,8 @@ export async function buildCommand(sourceArg: string, options: BuildOptions, io:
   }
 
   const adapters = createPipelineAdapters(config);
+  // A Git URL's ref advertisement is asked for now, while the rest of the command loads.
+  adapters.source.warm?.(source);
   const { store, logs } = createLocalStores(config);
   const results = options.reuse === false ? undefined : await createBuildResultsOn(config, () => createLocalResultIndex(config));
   const color = colorEnabled(io.stderr, io.env);
