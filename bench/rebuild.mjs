@@ -19,7 +19,7 @@ import { freePort, median, ms, percentile, startNats } from './support.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const executable = join(root, 'dist/oci-build');
-const RUNS = Number(process.env.BENCH_REBUILD_RUNS ?? 3);
+const RUNS = Number(process.env.BENCH_REBUILD_RUNS ?? 7);
 const TAG_PUSHES = Number(process.env.BENCH_REBUILD_TAGS ?? 7);
 const GEN_PACKAGES = Number(process.env.BENCH_REBUILD_PACKAGES ?? 120);
 const SECRET = 'bench-rebuild-secret';

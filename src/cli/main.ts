@@ -240,6 +240,12 @@ Examples:
 
 /** Runs the CLI with the given arguments (without `node` and the script) and returns the exit code. */
 export async function main(argv: string[], io: CliIO): Promise<ExitCodeValue> {
+  // `--version` alone (scripts and health checks ask it often) is answered as commander answers it,
+  // before the command table is built: a third of what the executable does after its start.
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    io.stdout.write(`${version}\n`);
+    return ExitCode.Success;
+  }
   let exitCode: ExitCodeValue = ExitCode.Success;
   const program = createProgram(io, (code) => {
     exitCode = code;

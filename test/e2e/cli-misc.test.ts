@@ -22,6 +22,10 @@ describe('oci-build', () => {
     const version = await runCli(['--version']);
     expect(version.code).toBe(0);
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    // Answered before commander is set up, as commander answers it: -V too, and with other
+    // arguments commander itself.
+    expect(await runCli(['-V'])).toMatchObject({ code: 0, stdout: version.stdout });
+    expect(await runCli(['--version', 'status'])).toMatchObject({ code: 0, stdout: version.stdout });
 
     const help = await runCli(['build', '--help']);
     expect(help.code).toBe(0);
