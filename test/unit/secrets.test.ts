@@ -106,6 +106,9 @@ describe('maskSecrets: properties', () => {
   it('masks several secrets at once, and a secret containing another whole', () => {
     fc.assert(
       fc.property(secretArb, secretArb, textArb, textArb, (inner, extra, prefix, suffix) => {
+        // The text around holds neither on its own: masking removes secrets, not text that
+        // happens to equal part of one (fast-check found prefix "ueOf" with extra "ueOf").
+        fc.pre(![prefix, suffix].some((text) => text.includes(inner) || text.includes(extra)));
         const outer = `${inner}${extra}`;
         const registry = registryOf(inner, outer);
         expect(registry.mask(`${prefix}${outer}${suffix}`)).not.toContain(extra);
