@@ -3,11 +3,6 @@
 // snapshot is made: what it evaluates then (commander, the command table) is in the executable
 // already initialised. The CLI itself runs only after the snapshot is deserialised, in the real
 // process: its arguments, environment, cwd, pid and streams are never the build machine's.
-// Built-ins nearly every command loads (hashes and ids, file I/O), in the snapshot already
-// initialised: at run time their first require cost ~3 ms. Nothing is drawn from them while the
-// snapshot is made (test/e2e/sea-runtime-state.test.ts: random bytes are each run's own).
-import 'node:crypto';
-import 'node:fs/promises';
 import { startupSnapshot } from 'node:v8';
 import { main } from '../dist/cli/main.js';
 import { runCli } from './run-cli.js';

@@ -19,8 +19,7 @@
 //
 // Nothing a module computes at load time may depend on the build machine: the snapshot evaluates
 // only the entry chunk and the chunks it requires at its top level (rolldown's runtime, what
-// src/cli/main.ts imports statically: commander, core/errors, core/secrets; node:crypto and
-// node:fs/promises, bin/oci-build-sea.js); loggers, chalk's
+// src/cli/main.ts imports statically: commander, core/errors, core/secrets); loggers, chalk's
 // colour detection, hostnames and clocks are all read at run time (test/e2e/sea-runtime-state.test.ts).
 
 import { spawnSync } from 'node:child_process';
