@@ -18,7 +18,17 @@ export async function runCli(main, argv = process.argv.slice(2)) {
     cwd: process.cwd(),
   });
   process.exitCode = code;
-  // Daemons close their connections before main() returns; anything still holding the event loop
-  // open after that (a stray socket) must not keep a finished command alive.
+  // main() returns when the command's work is done and written (daemons have closed their
+  // connections). The process ends as soon as its output is out, not when the event loop has
+  // emptied: that natural exit tears the whole heap down first, ~5–15 ms of a build's time for
+  // nothing (pino's destinations flush on 'exit' either way). An output that never drains (a
+  // reader that stopped reading) or a stray socket does not keep a finished command alive.
   setTimeout(() => process.exit(code), 2000).unref();
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  process.exit(code);
+}
+
+/** Resolves once everything written to `stream` has been handed to the system. */
+function drained(stream) {
+  return stream.writableLength > 0 && !stream.destroyed ? new Promise((resolve) => stream.once('drain', resolve).once('close', resolve)) : Promise.resolve();
 }
