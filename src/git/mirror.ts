@@ -156,7 +156,8 @@ export class Mirror {
       const recording = recordingAdvertisement(early ? replayingAdvertisement(raw, early) : raw);
       const info = await git.getRemoteInfo2({ http: recording.http, url: this.location.cloneUrl, protocolVersion: 1, ...(this.onAuth ? { onAuth: this.onAuth } : {}) });
       recorded = recording.recorded();
-      const head = info.refs ? upToDateHead(info.refs, { refs: (await this.snapshotRefs()).refs, defaultBranch: (await this.state())?.defaultBranch }, REMOTE) : undefined;
+      const [snapshot, state] = info.refs ? await Promise.all([this.snapshotRefs(), this.state()]) : [];
+      const head = info.refs && snapshot ? upToDateHead(info.refs, { refs: snapshot.refs, defaultBranch: state?.defaultBranch }, REMOTE) : undefined;
       const headOid = info.refs?.find((r) => r.ref === 'HEAD')?.oid;
       if (head && headOid) return this.recordSync({ defaultBranch: head, fetchHead: headOid }, received, false);
     }
@@ -249,17 +250,20 @@ export class Mirror {
   }
 
   private async snapshotRefs(): Promise<{ refs: Map<string, string>; shallow: string | undefined }> {
+    // Every read at once (each is a thread-pool round trip); the map is filled in name order.
+    const [lists, shallow] = await Promise.all([
+      Promise.all(
+        [`refs/remotes/${REMOTE}`, 'refs/tags'].map(async (prefix) => {
+          const names = await git.listRefs({ fs, gitdir: this.gitdir, filepath: prefix }).catch(() => [] as string[]);
+          const full = names.map((name) => `${prefix}/${name}`).filter((ref) => ref !== `refs/remotes/${REMOTE}/HEAD`);
+          const oids = await Promise.all(full.map((ref) => git.resolveRef({ fs, gitdir: this.gitdir, ref, depth: 1 }).catch(() => undefined)));
+          return full.map((ref, i) => [ref, oids[i]] as const);
+        }),
+      ),
+      fs.promises.readFile(join(this.gitdir, 'shallow'), 'utf8').catch(() => undefined),
+    ]);
     const refs = new Map<string, string>();
-    for (const prefix of [`refs/remotes/${REMOTE}`, 'refs/tags']) {
-      const names = await git.listRefs({ fs, gitdir: this.gitdir, filepath: prefix }).catch(() => [] as string[]);
-      for (const name of names) {
-        const full = `${prefix}/${name}`;
-        if (full === `refs/remotes/${REMOTE}/HEAD`) continue;
-        const oid = await git.resolveRef({ fs, gitdir: this.gitdir, ref: full, depth: 1 }).catch(() => undefined);
-        if (oid) refs.set(full, oid);
-      }
-    }
-    const shallow = await fs.promises.readFile(join(this.gitdir, 'shallow'), 'utf8').catch(() => undefined);
+    for (const [ref, oid] of lists.flat()) if (oid) refs.set(ref, oid);
     return { refs, shallow };
   }
 
