@@ -18,10 +18,11 @@
 // compiled before it failed: the executable works the same, only less of it is cached.
 
 import { execFile, execFileSync } from 'node:child_process';
-import { closeSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { withLockIfFree } from '../dist/git/lock.js';
 import { startGitServer } from '../test/helpers/git-http-server.mjs';
 
 const run = promisify(execFile);
@@ -32,17 +33,30 @@ const run = promisify(execFile);
  * @returns {Promise<string[]>} the commands that failed (trained only as far as they got)
  */
 export async function trainCodeCaches({ root, executable, cacheDir }) {
-  const temp = mkdtempSync(join(tmpdir(), 'oci-build-sea-train-'));
   // The work directory outlives the build, for its dependency caches: the Go build's standard
   // library is compiled once, not at every `npm run build`. Its records, logs and result index are
-  // emptied first. One build at a time uses it (two test files may build at once): another one
-  // trains in a work directory of its own, from cold caches.
+  // emptied first. One build at a time uses it, under the lock oci-build's own housekeeping takes
+  // (two test files may build at once): another one trains in a work directory of its own, from
+  // cold caches.
   const shared = join(root, 'node_modules/.cache/oci-build/sea-training');
   mkdirSync(shared, { recursive: true });
-  const lock = takeLock(join(shared, 'lock'));
-  const workDir = lock ? join(shared, 'work') : join(temp, 'work');
-  mkdirSync(workDir, { recursive: true });
-  if (lock) for (const entry of readdirSync(workDir)) if (entry !== 'cache') rmSync(join(workDir, entry), { recursive: true, force: true });
+  const inShared = await withLockIfFree(join(shared, 'lock'), () => {
+    const workDir = join(shared, 'work');
+    mkdirSync(workDir, { recursive: true });
+    for (const entry of readdirSync(workDir)) if (entry !== 'cache') rmSync(join(workDir, entry), { recursive: true, force: true });
+    return runTraining({ root, executable, cacheDir, workDir });
+  });
+  if (inShared.acquired) return inShared.value;
+  const own = mkdtempSync(join(tmpdir(), 'oci-build-sea-train-work-'));
+  try {
+    return await runTraining({ root, executable, cacheDir, workDir: own });
+  } finally {
+    rmSync(own, { recursive: true, force: true });
+  }
+}
+
+async function runTraining({ root, executable, cacheDir, workDir }) {
+  const temp = mkdtempSync(join(tmpdir(), 'oci-build-sea-train-'));
   const failed = [];
   let server;
   try {
@@ -94,26 +108,6 @@ export async function trainCodeCaches({ root, executable, cacheDir }) {
   } finally {
     await server?.dispose();
     rmSync(temp, { recursive: true, force: true });
-    lock?.release();
   }
   return failed;
-}
-
-
-/** An exclusive lock file; one left by a build that died (older than 10 minutes) is taken over. */
-function takeLock(file) {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      closeSync(openSync(file, 'wx'));
-      return { release: () => rmSync(file, { force: true }) };
-    } catch {
-      try {
-        if (Date.now() - statSync(file).mtimeMs < 10 * 60_000) return undefined;
-        rmSync(file, { force: true });
-      } catch {
-        // released meanwhile: try again
-      }
-    }
-  }
-  return undefined;
 }
