@@ -6,7 +6,7 @@ import { InputError, OciBuildError } from '../../src/core/errors.js';
 import type { LogStream } from '../../src/core/ports.js';
 import type { BuildRecord, JobStatus } from '../../src/core/types.js';
 import { FileBuildStore, newBuildId } from '../../src/store/file-build-store.js';
-import { FileLogStore } from '../../src/store/file-log-store.js';
+import { FileBuildLog, FileLogStore } from '../../src/store/file-log-store.js';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
 
 function record(id: string, overrides: Partial<BuildRecord> & { fullName?: string; branch?: string } = {}): BuildRecord {
@@ -270,6 +270,17 @@ describe('FileLogStore', () => {
       ['warning: x', 'stderr'],
     ]);
     expect(await readFile(join(dir.path, 't1.log'), 'utf8')).toBe('compiling\nwarning: x\n');
+  });
+
+  it('a write that fails (a full disk) is remembered, drops the lines after it, and never fails the build', async () => {
+    // /dev/full: every write fails with ENOSPC, as on a full disk.
+    const log = new FileBuildLog('/dev/full', await open('/dev/full', 'a'));
+    log.write('first');
+    log.write('second');
+    await expect(log.close()).resolves.toBeUndefined();
+    expect((log.error as NodeJS.ErrnoException | undefined)?.code).toBe('ENOSPC');
+    log.write('after');
+    expect(log.error?.message).toMatch(/ENOSPC/);
   });
 
   it('fails to open with a typed error naming the path when the directory cannot be made', async () => {
