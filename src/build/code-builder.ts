@@ -2,7 +2,7 @@
 // configured command) with the dependency caches wired in. Nx workspaces go to the Nx builder.
 
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../core/elapsed.js';
 import type { CacheKind, CacheService } from '../cache/cache-service.js';
 import { CACHE_KINDS } from '../cache/cache-service.js';
 import {
@@ -50,12 +50,12 @@ export function createCodeBuilder(deps: CodeBuilderDeps): CodeBuilder {
 
 async function buildProject(project: Project, workspace: Workspace, ctx: PhaseContext, deps: CodeBuilderDeps): Promise<ProjectBuildOutcome> {
   const startedAt = new Date().toISOString();
-  const t0 = performance.now();
+  const t0 = monotonicMs();
   const outcome = (status: ProjectBuildOutcome['status'], error?: string): ProjectBuildOutcome => ({
     project: project.name,
     status,
     startedAt,
-    durationMs: Math.round(performance.now() - t0),
+    durationMs: Math.round(monotonicMs() - t0),
     ...(error !== undefined ? { error } : {}),
   });
   const dir = project.root === '.' ? workspace.dir : join(workspace.dir, project.root);

@@ -5,7 +5,7 @@
 import { mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../core/elapsed.js';
 import { CommandFailedError, InputError } from '../core/errors.js';
 import type { CodeBuilder, LogSink, PhaseContext } from '../core/ports.js';
 import type { ProjectBuildOutcome, Workspace } from '../core/types.js';
@@ -42,7 +42,7 @@ export function createNxBuilder(deps: NxDeps): CodeBuilder {
       const tmp = await mkdtemp(join(tmpdir(), 'oci-build-nx-'));
       const profileFile = join(tmp, 'profile.json');
       const startedAt = new Date();
-      const t0 = performance.now();
+      const t0 = monotonicMs();
       let exitCode: number;
       let profile: NxTaskResult[];
       try {
@@ -62,7 +62,7 @@ export function createNxBuilder(deps: NxDeps): CodeBuilder {
       } finally {
         await rm(tmp, { recursive: true, force: true });
       }
-      const elapsedMs = Math.round(performance.now() - t0);
+      const elapsedMs = Math.round(monotonicMs() - t0);
 
       if (exitCode !== 0 && profile.length === 0 && sections.sections.size === 0) {
         // Nx failed before running any task (an invalid project.json, a dependency cycle…).

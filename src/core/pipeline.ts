@@ -1,7 +1,7 @@
 // The pipeline: source → detect → build → image → (push) → record.
 // `oci-build build`, the worker and the tests all call runPipeline with their own adapters.
 
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from './elapsed.js';
 import {
   BuildFailedError,
   BuildTimeoutError,
@@ -95,7 +95,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     record.phases.push(metric);
     deps.reporter.phaseStarted(name, project);
     log.write(`==> ${name}${project !== undefined ? ` ${project}` : ''}`, 'system');
-    const started = performance.now();
+    const started = monotonicMs();
     try {
       const result = await fn();
       metric.status = 'succeeded';
@@ -106,7 +106,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
       metric.error = error.message;
       throw new PhaseFailure(error);
     } finally {
-      metric.durationMs = Math.round(performance.now() - started);
+      metric.durationMs = Math.round(monotonicMs() - started);
       deps.reporter.phaseEnded(metric);
       update();
     }
@@ -174,7 +174,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     // ---- build ----
     // One metric per project. The builder runs them (Nx runs them together); failures do not throw.
     const buildStarted = clock.now().toISOString();
-    const t0 = performance.now();
+    const t0 = monotonicMs();
     for (const project of toBuild) deps.reporter.phaseStarted('build', project.name);
     log.write(`==> build ${toBuild.map((p) => p.name).join(', ')}`, 'system');
     let outcomes;
@@ -190,7 +190,7 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
           project: project.name,
           status: error instanceof CancelledError ? 'cancelled' : 'failed',
           startedAt: buildStarted,
-          durationMs: Math.round(performance.now() - t0),
+          durationMs: Math.round(monotonicMs() - t0),
           error: error.message,
         };
         record.phases.push(metric);

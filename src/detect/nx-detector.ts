@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../core/elapsed.js';
 import { BuildFailedError, CommandFailedError, InputError, describeError } from '../core/errors.js';
 import { shortSha } from '../core/naming.js';
 import type { DetectOptions, PhaseContext, ProjectDetector } from '../core/ports.js';
@@ -30,9 +30,9 @@ export function createNxDetector(deps: NxDeps): ProjectDetector {
       await ensureNxInstalled(deps, root, ctx);
       await deps.cache.prepare(['npm', 'nx']);
 
-      const t0 = performance.now();
+      const t0 = monotonicMs();
       const graph = await readGraph(deps, root, options.name, ctx);
-      ctx.log.write(`nx: project graph of ${graph.projects.length} projects in ${Math.round(performance.now() - t0)} ms`, 'system');
+      ctx.log.write(`nx: project graph of ${graph.projects.length} projects in ${Math.round(monotonicMs() - t0)} ms`, 'system');
       const names = graph.projects.map((p) => p.name);
       const buildable = graph.projects.filter((p) => p.targets.includes(NX_BUILD_TARGET)).map((p) => p.name);
 

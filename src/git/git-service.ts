@@ -4,7 +4,7 @@
 // onAuth, only where credential-policy.ts allows, and are registered as the process's secrets so
 // that nothing written anywhere carries them.
 
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../core/elapsed.js';
 import * as fs from 'node:fs';
 import type { AuthCallback, HttpClient } from 'isomorphic-git';
 import {
@@ -192,10 +192,10 @@ export class MirrorGitService implements GitService {
       await retryTransient(
         async (attempt) => {
           if (attempt === 0) log(`${what} ${remote.url}`);
-          const started = performance.now();
+          const started = monotonicMs();
           const { pack } = await remote.mirror.fetch({ ...fetchOptions, signal: ctx.signal });
           log(
-            `fetched in ${Math.round(performance.now() - started)} ms` +
+            `fetched in ${Math.round(monotonicMs() - started)} ms` +
               (pack.objects > 0 ? ` (${(pack.bytes / 1024 / 1024).toFixed(1)} MB, ${pack.objects} objects, indexed in ${Math.round(pack.indexMs)} ms)` : ' (up to date)'),
           );
         },

@@ -3,7 +3,7 @@
 
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../core/elapsed.js';
 import git from './isomorphic-git.js';
 import type { PhaseContext, SourceCheckout } from '../core/ports.js';
 import type { BuildJob, RepositoryInfo } from '../core/types.js';
@@ -34,13 +34,13 @@ export async function checkoutRemote(
   if (!previous) await fs.promises.mkdir(worktreeDir, { recursive: true });
   let manifest: WorktreeManifest;
   try {
-    const started = performance.now();
+    const started = monotonicMs();
     const result = await checkoutTree({ gitdir, cache: mirror.cache }, synced.commit, worktreeDir, { ...(previous ? { previous } : {}), signal: ctx.signal });
     manifest = result.manifest;
     log(
       `checked out ${synced.commit}${synced.branch ? ` (${synced.branch})` : synced.tag ? ` (tag ${synced.tag})` : ''}: ${result.files} files` +
         (previous ? ` (reused the worktree of ${previous.commit.slice(0, 7)}: ${result.written} written, ${result.removed} removed)` : '') +
-        ` in ${Math.round(performance.now() - started)} ms`,
+        ` in ${Math.round(monotonicMs() - started)} ms`,
     );
   } catch (err) {
     await fs.promises.rm(worktreeDir, { recursive: true, force: true });

@@ -5,7 +5,7 @@
 
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../core/elapsed.js';
 import type { AuthCallback, HttpClient } from 'isomorphic-git';
 import git from './isomorphic-git.js';
 import type { Clock } from '../core/ports.js';
@@ -165,7 +165,7 @@ export class Mirror {
       headMissing = true;
     });
     const http = interceptPacks(network, async (pack) => {
-      const started = performance.now();
+      const started = monotonicMs();
       received.bytes += pack.length;
       const stored = await indexAndStorePack(pack, this.gitdir, async (oid) => {
         try {
@@ -176,7 +176,7 @@ export class Mirror {
         }
       });
       received.objects += stored?.objects ?? 0;
-      received.indexMs += performance.now() - started;
+      received.indexMs += monotonicMs() - started;
     });
     // isomorphic-git moves the refs before it has the pack: a connection lost in the middle of
     // the transfer would leave refs naming objects the mirror never got. Snapshot, verify, roll back.

@@ -13,7 +13,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../core/elapsed.js';
 import type { Config } from '../config/config.js';
 import { InputError, ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
 import { sleep } from '../core/retry.js';
@@ -146,13 +146,13 @@ export class ServeApp {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
-    const started = performance.now();
+    const started = monotonicMs();
     const log: RequestLog = { route: 'not_found', fields: {} };
     const path = pathOf(req.url);
     res.once('close', () => {
       // Draining: the keep-alive socket of an answered request would hold close() for the grace.
       if (this._state === 'DRAINING') setImmediate(() => this.server.closeIdleConnections());
-      const durationMs = Math.round((performance.now() - started) * 100) / 100;
+      const durationMs = Math.round((monotonicMs() - started) * 100) / 100;
       if (!res.writableFinished) {
         log.onAbort?.();
         // The client hung up before its answer was sent: no status was given (statusCode would

@@ -2,7 +2,7 @@
 // know (already finished? interrupted before? superseded?), run the pipeline, and settle what
 // decideOutcome (outcome.ts) says. Every outcome is settled here; only a bug escapes.
 
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../core/elapsed.js';
 import { cancelFields } from '../core/cancel-request.js';
 import { CancelledError, ServiceUnavailableError, describeError, isOciBuildError, isTransient, type OciBuildError } from '../core/errors.js';
 import { initialRecord, runPipeline as coreRunPipeline, type PipelineResult } from '../core/pipeline.js';
@@ -114,7 +114,7 @@ async function runJob(host: DeliveryHost, active: ActiveJob, notes: string[]): P
   const { options, name } = host;
   const { job, logger, attempt } = active;
   host.stats.started++;
-  const started = performance.now();
+  const started = monotonicMs();
   logger.info({ attempt, maxDeliveries: options.maxDeliveries, source: job.source.kind }, 'job started');
   options.notifier?.building(job);
 
@@ -142,7 +142,7 @@ async function runJob(host: DeliveryHost, active: ActiveJob, notes: string[]): P
   } catch (err) {
     crash = err;
   }
-  const durationMs = Math.round(performance.now() - started);
+  const durationMs = Math.round(monotonicMs() - started);
   const base: BuildRecord = store.finalRecord ?? result?.record ?? { ...initialRecord(job), status: 'running' };
   const error: OciBuildError | undefined = crash !== undefined ? asOciError(crash) : result?.error;
   const outcome: Outcome = decideOutcome({
