@@ -70,10 +70,7 @@ export class MirrorGitService implements GitService {
     if (ref !== undefined) checkRefName(ref);
     const { mirror } = remote;
     const early = this.options.early?.get(remote.url);
-    if (early) {
-      this.options.early!.delete(remote.url);
-      mirror.useEarlyAdvertisement(early);
-    }
+    if (early) this.options.early!.delete(remote.url);
     const log = (line: string) => ctx.log.write(remote.mask(line), 'system');
     const { depth, retries } = this.options.git;
 
@@ -81,6 +78,10 @@ export class MirrorGitService implements GitService {
       remote.lockPath,
       async () => {
         const state = await mirror.state();
+        // An advertisement asked for before this sync starts the fetch, unless the mirror was
+        // synced after it was asked for (another build fetched meanwhile: the mirror's refs may be
+        // newer than it, and a fetch from it would move them back).
+        if (early && !(Date.parse(state?.lastSyncAt ?? '') >= early.startedAt)) mirror.useEarlyAdvertisement(early);
         if (!state) await mirror.create();
         let failure: RemoteFailure | undefined;
         try {

@@ -124,23 +124,16 @@ export class Mirror {
 
   private early: EarlyAdvertisement | undefined;
 
-  /** An advertisement asked for before this sync: the next fetch starts from it (takeEarlyAdvertisement). */
+  /** An advertisement asked for before this sync (GitService.syncRepository): the next fetch starts from it. */
   useEarlyAdvertisement(early: EarlyAdvertisement): void {
     this.early = early;
   }
 
-  /**
-   * The early advertisement, once; none when the mirror was synced after it was asked for (another
-   * build fetched meanwhile: the mirror's refs may be newer than it, and a fetch from it would move
-   * them back).
-   */
+  /** The early advertisement's response, once. */
   private async takeEarlyAdvertisement(): Promise<RecordedResponse | undefined> {
     const early = this.early;
     this.early = undefined;
-    if (!early) return undefined;
-    const [response, state] = await Promise.all([early.response, this.state()]);
-    const syncedAt = Date.parse(state?.lastSyncAt ?? '');
-    return Number.isFinite(syncedAt) && syncedAt >= early.startedAt ? undefined : response;
+    return early?.response;
   }
 
   /** One fetch of every branch and tag; no retry, no lock (the caller's business). */
