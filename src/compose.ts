@@ -271,7 +271,7 @@ export async function runWorkerDaemon(config: Config, deps: WorkerDaemonDeps): P
   const [{ connectNats, closeNats }, { createWorkerLogger, workerOptionsFromConfig }] = await Promise.all([import('./queue/nats.js'), import('./worker/worker-options.js')]);
   const logger = deps.logger ?? createWorkerLogger();
   const name = deps.overrides?.name ?? config.worker.name;
-  const nats = await connectNats(config.nats, { name: `oci-build-worker${name ? ` ${name}` : ''}` });
+  const nats = await connectNats(config.nats, { name: `oci-build-worker${name ? ` ${name}` : ''}`, logger });
   let notifier: CommitStatusNotifier | undefined;
   try {
     const { recordNotifications } = await import('./queue/kv-notifications.js');

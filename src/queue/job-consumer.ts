@@ -16,15 +16,12 @@ import { retry, sleep } from '../core/retry.js';
 import type { BuildJob } from '../core/types.js';
 import { LATEST_KEY_PREFIX, keyOfSubject, newestJob, newestQueuedJob, raiseLatest, supersedeKeyOf, type LatestJob } from './job-queue.js';
 import { isJsError, JsErrorCode } from './nats-errors.js';
-import type { NatsContext } from './nats.js';
+import { JETSTREAM_SETUP_BACKOFF, JETSTREAM_SETUP_WAIT_MS, type NatsContext } from './nats.js';
 
 /** How long a failed KV watch waits before watching again (the heartbeat's check covers the gap). */
 const REWATCH_MS = 1_000;
 /** The stream may not have stored a job yet when the plain subscription hears of it: look again after this. */
 const RECHECK_MS = 250;
-
-/** How long ensure() keeps trying while JetStream answers with timeouts or no responders. */
-const ENSURE_WAIT_MS = 30_000;
 
 export class JetStreamJobConsumer implements JobConsumer {
   private name?: string;
@@ -35,11 +32,11 @@ export class JetStreamJobConsumer implements JobConsumer {
 
   /**
    * Creates or updates the durable consumer. Retried while JetStream fails transiently (for up to
-   * ENSURE_WAIT_MS): on a cluster, two workers starting together, or a consumer leader being
-   * elected, can time out a first attempt; a daemon should not exit for that.
+   * JETSTREAM_SETUP_WAIT_MS): on a cluster, two workers starting together, or a consumer leader
+   * being elected, can time out a first attempt; a daemon should not exit for that.
    */
   ensure(settings: ConsumerSettings): Promise<void> {
-    return retry(() => this.ensureOnce(settings), { policy: { baseMs: 250, maxMs: 2_000, jitter: 0.5 }, deadlineMs: ENSURE_WAIT_MS, retryable: (err): err is unknown => isTransient(err) });
+    return retry(() => this.ensureOnce(settings), { policy: JETSTREAM_SETUP_BACKOFF, deadlineMs: JETSTREAM_SETUP_WAIT_MS, retryable: (err): err is unknown => isTransient(err) });
   }
 
   private async ensureOnce(settings: ConsumerSettings): Promise<void> {

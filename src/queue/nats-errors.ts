@@ -2,9 +2,14 @@
 // carry `api_error.err_code` (nats-server's errors.json: the ErrorIdentifier of each kind); the
 // JetStreamPublisher's own errors carry it as `errCode`. One table, one predicate.
 
+import { ErrorCode, NatsError } from 'nats';
 import { JetStreamPublishError } from './js-publisher.js';
 
 export const JsErrorCode = {
+  /** "JetStream system temporarily unavailable": no meta leader yet, or one being elected. */
+  ClusterNotAvailable: 10008,
+  /** "JetStream cluster can not handle request": asked of a node that is not (or no longer) the leader. */
+  ClusterNotLeader: 10009,
   ConsumerExists: 10013,
   ConsumerNotFound: 10014,
   NoMessageFound: 10037,
@@ -28,4 +33,16 @@ export function jsErrorCode(err: unknown): number | undefined {
 export function isJsError(err: unknown, ...codes: JsErrorCodeValue[]): boolean {
   const code = jsErrorCode(err);
   return code !== undefined && (codes as number[]).includes(code);
+}
+
+/**
+ * JetStream not answering yet, rather than refusing: no answer in time or no responders (a stream's
+ * or the meta group's leader being elected, a node too busy to answer), a dropped connection, or an
+ * answer that says the cluster is not ready. Worth asking again a moment later; an answer that
+ * refuses the request (replicas a single server cannot hold, a permission) is not.
+ */
+export function isJetStreamSettling(err: unknown): boolean {
+  const code = jsErrorCode(err);
+  if (code !== undefined) return code === JsErrorCode.ClusterNotAvailable || code === JsErrorCode.ClusterNotLeader;
+  return err instanceof NatsError && (err.code === ErrorCode.Timeout || err.code === ErrorCode.NoResponders || err.code === ErrorCode.Disconnect || err.code === ErrorCode.JetStream408RequestTimeout);
 }

@@ -19,9 +19,10 @@ import {
   type StreamConfig,
 } from 'nats';
 import { ConfigError, ServiceUnavailableError, describeError, isOciBuildError } from '../core/errors.js';
+import { retry, type BackoffPolicy } from '../core/retry.js';
 import { registerSecrets } from '../core/secrets.js';
 import { JetStreamPublisher } from './js-publisher.js';
-import { isJsError, JsErrorCode } from './nats-errors.js';
+import { isJetStreamSettling, isJsError, jsErrorCode, JsErrorCode } from './nats-errors.js';
 import type { Config } from '../config/config.js';
 
 export interface NatsContext {
@@ -45,6 +46,15 @@ export const LOG_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
  */
 export const DUPLICATE_WINDOW_MS = 24 * 60 * 60 * 1000;
 
+/**
+ * How long a process that has just connected keeps setting up what it needs of JetStream (the
+ * streams and buckets here, a worker's consumer) while JetStream is settling (isJetStreamSettling):
+ * on a cluster that has just started, or whose leaders are being elected, a first request can go
+ * unanswered; a daemon should not exit for that. An answer that refuses is not retried.
+ */
+export const JETSTREAM_SETUP_WAIT_MS = 30_000;
+export const JETSTREAM_SETUP_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 2_000, jitter: 0.5 };
+
 const START_HINT =
   'Start a NATS server with JetStream enabled (`nats-server -js -sd /var/lib/nats`), or point nats.url (OCI_BUILD_NATS_URL) at one.';
 
@@ -67,7 +77,10 @@ export function natsUnavailable(what: string, err: unknown, config?: Pick<Config
   });
 }
 
-export async function connectNats(config: Config['nats'], options: { name?: string; maxReconnectAttempts?: number } = {}): Promise<NatsContext> {
+export async function connectNats(
+  config: Config['nats'],
+  options: { name?: string; maxReconnectAttempts?: number; logger?: { warn(fields: object, msg: string): void }; setupWaitMs?: number } = {},
+): Promise<NatsContext> {
   const connectOptions: ConnectionOptions = {
     servers: config.servers ?? config.url.split(',').map((s) => s.trim()).filter(Boolean),
     ...(options.name ? { name: options.name } : {}),
@@ -93,16 +106,40 @@ export async function connectNats(config: Config['nats'], options: { name?: stri
   } catch (err) {
     throw new ServiceUnavailableError(`Cannot connect to NATS at ${config.url}: ${describeError(err)}`, { cause: err, hint: START_HINT });
   }
+  // A server without JetStream answers its API with "no responders", which is also what a
+  // JetStream still starting says: its INFO tells the two apart, and only the second is waited for.
+  if (!nc.info?.jetstream) {
+    await nc.close().catch(() => undefined);
+    throw new ServiceUnavailableError(`NATS at ${config.url} has no usable JetStream: the server runs without it`, { hint: START_HINT });
+  }
   try {
-    const jsm = await nc.jetstreamManager({ timeout: 5_000 });
     const js = nc.jetstream({ timeout: 5_000 });
-    await ensureJobStream(jsm, config);
-    await ensureLogStream(jsm, config);
-    const kv = await openBucket({ js, jsm, config }, config.statusBucket);
+    const { jsm, kv } = await retry(
+      async () => {
+        const jsm = await nc.jetstreamManager({ timeout: 5_000 });
+        await ensureJobStream(jsm, config);
+        await ensureLogStream(jsm, config);
+        return { jsm, kv: await openBucket({ js, jsm, config }, config.statusBucket) };
+      },
+      {
+        policy: JETSTREAM_SETUP_BACKOFF,
+        deadlineMs: options.setupWaitMs ?? JETSTREAM_SETUP_WAIT_MS,
+        retryable: (err): err is unknown => isJetStreamSettling(err),
+        onRetry: (err, delayMs, attempt) =>
+          options.logger?.warn({ nats: config.url, attempt, retryInMs: delayMs, err: describeError(err) }, 'JetStream is not answering yet; setting up its streams again'),
+      },
+    );
     return { nc, js, jsm, kv, publisher: new JetStreamPublisher(nc), config };
   } catch (err) {
     await nc.close().catch(() => undefined);
     if (isOciBuildError(err)) throw err;
+    if (isJetStreamSettling(err)) {
+      const waited = Math.round((options.setupWaitMs ?? JETSTREAM_SETUP_WAIT_MS) / 1000);
+      throw new ServiceUnavailableError(`JetStream at ${config.url} did not answer the setup of its streams within ${waited} s: ${describeError(err)}`, {
+        cause: err,
+        hint: 'On a cluster, check that its nodes are up and have elected their leaders (`nats server report jetstream`), then start again.',
+      });
+    }
     throw new ServiceUnavailableError(`NATS at ${config.url} has no usable JetStream: ${describeError(err)}`, { cause: err, hint: START_HINT });
   }
 }
@@ -161,6 +198,8 @@ async function updateReplicas(jsm: JetStreamManager, current: StreamConfig, repl
   try {
     await jsm.streams.update(current.name, { ...current, num_replicas: replicas });
   } catch (err) {
+    // No answer yet is the caller's to retry; an answer that refuses is about the replicas.
+    if (isJetStreamSettling(err)) throw err;
     throw replicasError(current.name, current.num_replicas || 1, replicas, err);
   }
 }
@@ -195,7 +234,9 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
       await jsm.streams.add(want);
       return;
     } catch (err) {
-      if (want.num_replicas > 1 && !isJsError(err, JsErrorCode.StreamNameInUse)) throw replicasError(want.name, undefined, want.num_replicas, err);
+      if (want.num_replicas > 1 && jsErrorCode(err) !== undefined && !isJetStreamSettling(err) && !isJsError(err, JsErrorCode.StreamNameInUse)) {
+        throw replicasError(want.name, undefined, want.num_replicas, err);
+      }
       // Another process created it between our look and our add (with other settings: an add
       // of the same settings succeeds).
       if (!isJsError(err, JsErrorCode.StreamNameInUse)) throw err;

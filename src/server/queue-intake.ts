@@ -259,6 +259,6 @@ function changeOf(entry: KvEntry, startedAt: number): RecordChange {
 
 /** Connects to NATS (streams and bucket ensured); ServiceUnavailableError when unreachable. */
 export async function connectQueueIntake(config: Config['nats'], options: QueueIntakeOptions & { name?: string } = {}): Promise<QueueIntake> {
-  const ctx = await connectNats(config, { name: options.name ?? 'oci-build-serve' });
+  const ctx = await connectNats(config, { name: options.name ?? 'oci-build-serve', ...(options.logger ? { logger: options.logger } : {}) });
   return new QueueIntake(ctx, options);
 }

@@ -25,4 +25,8 @@ export interface NatsCluster {
   stop(): Promise<void>;
 }
 
-export function startNatsCluster(options?: { size?: number; name?: string }): Promise<NatsCluster>;
+/**
+ * `running`: how many nodes are started (the first ones; default all). With fewer than a majority
+ * the cluster has no JetStream meta leader, and this does not wait for one.
+ */
+export function startNatsCluster(options?: { size?: number; name?: string; running?: number }): Promise<NatsCluster>;

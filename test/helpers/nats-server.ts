@@ -1,4 +1,5 @@
-// A real nats-server with JetStream for a test suite: free loopback port, temp store directory.
+// A real nats-server with JetStream for a test suite: free loopback port, temp store directory
+// (`{ jetstream: false }`: one without it, as a misconfigured deployment would run).
 // restart() stops and starts it on the same port and store (fault tests: nothing accepted is lost).
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -31,13 +32,14 @@ function portOpen(port: number): Promise<boolean> {
   });
 }
 
-export async function startNatsServer(): Promise<NatsServer> {
+export async function startNatsServer(options: { jetstream?: boolean } = {}): Promise<NatsServer> {
   const port = await freePort();
   const store: TempDir = await tempDir('oci-build-nats-');
   let child: ChildProcess | undefined;
 
   const start = async () => {
-    child = spawn('nats-server', ['-js', '-sd', store.path, '-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+    const jetstream = options.jetstream === false ? [] : ['-js', '-sd', store.path];
+    child = spawn('nats-server', [...jetstream, '-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
     child.on('error', (err) => {
       throw new Error(`cannot start nats-server (apt-get install -y nats-server): ${err.message}`);
     });
