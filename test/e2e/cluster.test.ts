@@ -45,6 +45,18 @@ function startDaemon(label: string, args: string[], extraEnv: Record<string, str
   daemons.push(child);
 }
 
+/** A setup step that failed says what the daemons it waited for printed (and whether they exited). */
+async function withDaemonOutput(labels: string[], step: () => Promise<void>): Promise<void> {
+  try {
+    await step();
+  } catch (err) {
+    const outputs = daemons
+      .filter((d) => labels.includes(d.label))
+      .map((d) => `== ${d.label} (exit ${d.exitCode ?? d.signalCode ?? 'none yet'})\n${d.output().split('\n').slice(-30).join('\n')}`);
+    throw new Error(`${(err as Error).message}\n${outputs.join('\n')}`);
+  }
+}
+
 function logLines(label: string): Array<Record<string, unknown>> {
   return jsonLogLines(daemons.find((d) => d.label === label)!.output());
 }
@@ -194,9 +206,13 @@ beforeAll(async () => {
     startDaemon(name, ['serve'], { OCI_BUILD_SERVER_PORT: String(port) });
   }
   // The first serve creates the streams and buckets with 3 replicas; the workers bind to them.
-  await waitFor(async () => (await fetch(`${serveUrls[0]}/health`)).ok && (await fetch(`${serveUrls[1]}/health`)).ok, { timeoutMs: 60_000, what: 'both serve replicas to answer /health' });
+  await withDaemonOutput(['serve-a', 'serve-b'], () =>
+    waitFor(async () => (await fetch(`${serveUrls[0]}/health`)).ok && (await fetch(`${serveUrls[1]}/health`)).ok, { timeoutMs: 60_000, what: 'both serve replicas to answer /health' }),
+  );
   for (const name of ['worker-a', 'worker-b']) startDaemon(name, ['worker'], { OCI_BUILD_WORKER_NAME: name });
-  await waitFor(() => ['worker-a', 'worker-b'].every((w) => logLines(w).some((line) => line.msg === 'worker started')), { timeoutMs: 90_000, what: 'both workers to bind to their consumer' });
+  await withDaemonOutput(['worker-a', 'worker-b'], () =>
+    waitFor(() => ['worker-a', 'worker-b'].every((w) => logLines(w).some((line) => line.msg === 'worker started')), { timeoutMs: 90_000, what: 'both workers to bind to their consumer' }),
+  );
   await waitFor(async () => (await nodeOf('oci-build-worker worker-a')) !== undefined && (await nodeOf('oci-build-worker worker-b')) !== undefined, { timeoutMs: 60_000, what: 'both workers to connect' });
 }, 120_000);
 
