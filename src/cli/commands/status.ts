@@ -48,7 +48,8 @@ export async function statusCommand(id: string | undefined, options: StatusOptio
   if (options.workers) {
     const { connectNats } = await import('../../queue/nats.js');
     const { listWorkers } = await import('../../queue/workers.js');
-    const nats = await connectNats(config.nats, { name: 'oci-build-status' });
+    // A cluster that does not answer yet is waited for (up to 30 s): say so rather than hang silently.
+    const nats = await connectNats(config.nats, { name: 'oci-build-status', logger: { warn: (_fields, msg) => io.stderr.write(`${msg}\n`) } });
     try {
       const workers = await listWorkers(nats);
       if (options.json) {
