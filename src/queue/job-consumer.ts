@@ -10,12 +10,12 @@
 // every slot re-issues its own at once.
 
 import { AckPolicy, DeliverPolicy, KvWatchInclude, nanos, type Consumer, type ConsumerMessages, type JsMsg, type KvEntry, type QueuedIterator } from 'nats';
-import { ServiceUnavailableError, describeError, isTransient } from '../core/errors.js';
+import { ServiceUnavailableError, describeError } from '../core/errors.js';
 import type { ConsumerEvent, ConsumerSettings, ConsumerWatch, Delivery, JobConsumer, PushMark } from '../core/ports.js';
 import { retry, sleep } from '../core/retry.js';
 import type { BuildJob } from '../core/types.js';
 import { LATEST_KEY_PREFIX, keyOfSubject, newestJob, newestQueuedJob, raiseLatest, supersedeKeyOf, type LatestJob } from './job-queue.js';
-import { isJsError, JsErrorCode } from './nats-errors.js';
+import { isJetStreamSettling, isJsError, JsErrorCode } from './nats-errors.js';
 import { JETSTREAM_SETUP_BACKOFF, JETSTREAM_SETUP_WAIT_MS, type NatsContext } from './nats.js';
 
 /** How long a failed KV watch waits before watching again (the heartbeat's check covers the gap). */
@@ -31,12 +31,17 @@ export class JetStreamJobConsumer implements JobConsumer {
   constructor(private readonly ctx: NatsContext) {}
 
   /**
-   * Creates or updates the durable consumer. Retried while JetStream fails transiently (for up to
+   * Creates or updates the durable consumer. Retried while JetStream does not answer (for up to
    * JETSTREAM_SETUP_WAIT_MS): on a cluster, two workers starting together, or a consumer leader
    * being elected, can time out a first attempt; a daemon should not exit for that.
    */
   ensure(settings: ConsumerSettings): Promise<void> {
-    return retry(() => this.ensureOnce(settings), { policy: JETSTREAM_SETUP_BACKOFF, deadlineMs: JETSTREAM_SETUP_WAIT_MS, retryable: (err): err is unknown => isTransient(err) });
+    return retry(() => this.ensureOnce(settings), {
+      policy: JETSTREAM_SETUP_BACKOFF,
+      deadlineMs: JETSTREAM_SETUP_WAIT_MS,
+      // What JetStream did not answer (the cause ensureOnce wraps), not what it refused.
+      retryable: (err): err is unknown => isJetStreamSettling((err as Error | undefined)?.cause ?? err),
+    });
   }
 
   private async ensureOnce(settings: ConsumerSettings): Promise<void> {

@@ -6,8 +6,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { ErrorCode, NatsError } from 'nats';
 import { DEFAULTS } from '../../src/config/config.js';
+import { DEFAULT_CONSUMER_NAME } from '../../src/core/ports.js';
 import { ServiceUnavailableError } from '../../src/core/errors.js';
 import { isJetStreamSettling } from '../../src/queue/nats-errors.js';
+import { JetStreamJobConsumer } from '../../src/queue/job-consumer.js';
 import { closeNats, connectNats } from '../../src/queue/nats.js';
 import { startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.mjs';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
@@ -20,7 +22,7 @@ afterAll(async () => {
 });
 
 describe('JetStream set-up at start', () => {
-  it('a cluster without a quorum yet: connectNats waits, saying so, and sets up once a second node is up', async () => {
+  it('a cluster without a quorum yet: connectNats waits, saying so, and sets up once a second node is up; so does a consumer', async () => {
     cluster = await startNatsCluster({ running: 1 });
     const [first, second] = cluster.nodes as [NatsCluster['nodes'][0], NatsCluster['nodes'][0]];
     const warnings: Array<{ fields: Record<string, unknown>; msg: string }> = [];
@@ -41,6 +43,14 @@ describe('JetStream set-up at start', () => {
       for (const stream of [DEFAULTS.nats.stream, DEFAULTS.nats.logStream, `KV_${DEFAULTS.nats.statusBucket}`]) {
         expect((await ctx.jsm.streams.info(stream)).config.name).toBe(stream);
       }
+      // A worker's consumer, asked for while the cluster has lost its quorum again, is waited for
+      // too: its first request goes unanswered for its whole 5 s timeout, the node comes back after
+      // 6 s, and a later attempt creates it.
+      await second.kill();
+      const back = new Promise<void>((resolveBack, rejectBack) => setTimeout(() => second.start().then(resolveBack, rejectBack), 6_000));
+      await new JetStreamJobConsumer(ctx).ensure({ name: DEFAULT_CONSUMER_NAME, ackWaitMs: 60_000, maxDeliver: 3 });
+      await back;
+      expect((await ctx.jsm.consumers.info(DEFAULTS.nats.stream, DEFAULT_CONSUMER_NAME)).config.max_deliver).toBe(3);
     } finally {
       await closeNats(ctx);
     }
