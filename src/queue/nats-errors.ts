@@ -44,5 +44,10 @@ export function isJsError(err: unknown, ...codes: JsErrorCodeValue[]): boolean {
 export function isJetStreamSettling(err: unknown): boolean {
   const code = jsErrorCode(err);
   if (code !== undefined) return code === JsErrorCode.ClusterNotAvailable || code === JsErrorCode.ClusterNotLeader;
-  return err instanceof NatsError && (err.code === ErrorCode.Timeout || err.code === ErrorCode.NoResponders || err.code === ErrorCode.Disconnect || err.code === ErrorCode.JetStream408RequestTimeout);
+  return isNoResponders(err) || (err instanceof NatsError && (err.code === ErrorCode.Timeout || err.code === ErrorCode.Disconnect || err.code === ErrorCode.JetStream408RequestTimeout));
+}
+
+/** No server took the request: nobody subscribes to that subject (for the JetStream API, no JetStream yet, or none at all). */
+export function isNoResponders(err: unknown): boolean {
+  return err instanceof NatsError && err.code === ErrorCode.NoResponders;
 }

@@ -22,7 +22,7 @@ import { ConfigError, ServiceUnavailableError, describeError, isOciBuildError } 
 import { retry, type BackoffPolicy } from '../core/retry.js';
 import { registerSecrets } from '../core/secrets.js';
 import { JetStreamPublisher } from './js-publisher.js';
-import { isJetStreamSettling, isJsError, jsErrorCode, JsErrorCode } from './nats-errors.js';
+import { isJetStreamSettling, isJsError, isNoResponders, jsErrorCode, JsErrorCode } from './nats-errors.js';
 import type { Config } from '../config/config.js';
 
 export interface NatsContext {
@@ -107,11 +107,9 @@ export async function connectNats(
     throw new ServiceUnavailableError(`Cannot connect to NATS at ${config.url}: ${describeError(err)}`, { cause: err, hint: START_HINT });
   }
   // A server without JetStream answers its API with "no responders", which is also what a
-  // JetStream still starting says: its INFO tells the two apart, and only the second is waited for.
-  if (!nc.info?.jetstream) {
-    await nc.close().catch(() => undefined);
-    throw new ServiceUnavailableError(`NATS at ${config.url} has no usable JetStream: the server runs without it`, { hint: START_HINT });
-  }
+  // JetStream still starting says: the server's INFO tells the two apart. (One without JetStream in
+  // a cluster where others have it forwards the API to them, so only its "no responders" is final.)
+  const withoutJetStream = (err: unknown) => isNoResponders(err) && !nc.info?.jetstream;
   try {
     const js = nc.jetstream({ timeout: 5_000 });
     const { jsm, kv } = await retry(
@@ -124,7 +122,7 @@ export async function connectNats(
       {
         policy: JETSTREAM_SETUP_BACKOFF,
         deadlineMs: options.setupWaitMs ?? JETSTREAM_SETUP_WAIT_MS,
-        retryable: (err): err is unknown => isJetStreamSettling(err),
+        retryable: (err): err is unknown => isJetStreamSettling(err) && !withoutJetStream(err),
         onRetry: (err, delayMs, attempt) =>
           options.logger?.warn({ nats: config.url, attempt, retryInMs: delayMs, err: describeError(err) }, 'JetStream is not answering yet; setting up its streams again'),
       },
@@ -133,6 +131,9 @@ export async function connectNats(
   } catch (err) {
     await nc.close().catch(() => undefined);
     if (isOciBuildError(err)) throw err;
+    if (withoutJetStream(err)) {
+      throw new ServiceUnavailableError(`NATS at ${config.url} has no usable JetStream: the server runs without it`, { cause: err, hint: START_HINT });
+    }
     if (isJetStreamSettling(err)) {
       const waited = Math.round((options.setupWaitMs ?? JETSTREAM_SETUP_WAIT_MS) / 1000);
       throw new ServiceUnavailableError(`JetStream at ${config.url} did not answer the setup of its streams within ${waited} s: ${describeError(err)}`, {
