@@ -4,6 +4,7 @@
 
 import { nuid, RequestStrategy, type Service } from 'nats';
 import type { RunningJobInfo, WorkerRegistry, WorkerStatusPayload } from '../core/ports.js';
+import { isNoResponders } from './nats-errors.js';
 import { natsUnavailable, type NatsContext } from './nats.js';
 
 export type { RunningJobInfo, WorkerStatusPayload };
@@ -76,8 +77,8 @@ export async function listWorkers(ctx: NatsContext, options: { maxWaitMs?: numbe
       });
     }
   } catch (err) {
-    // "No responders": nobody is subscribed, i.e. no worker is running.
-    if ((err as { code?: string }).code === '503') return [];
+    // Nobody is subscribed, i.e. no worker is running.
+    if (isNoResponders(err)) return [];
     throw natsUnavailable('Cannot list the workers', err, ctx.config);
   }
   return workers.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
