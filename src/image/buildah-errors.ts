@@ -2,6 +2,7 @@
 // be reached is transient (the job is retried), refused credentials and TLS mismatches are not
 // (retrying cannot help), and anything else in a build is the repository's own failure.
 
+import type { BackoffPolicy } from '../core/retry.js';
 import {
   BuildFailedError,
   ExitCode,
@@ -38,6 +39,8 @@ export function hasRegistryHost(repository: string): boolean {
   return repository.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
 }
 
+/** A registry's own failure (5xx), as containers/image words it. */
+const REGISTRY_5XX = /invalid status code from registry 5\d\d|unexpected (?:HTTP )?status:? 5\d\d|\b50[0234] \(?(?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout)\b/i;
 const UNREACHABLE = [
   /connection refused/i,
   /no such host/i,
@@ -47,9 +50,7 @@ const UNREACHABLE = [
   /connection reset by peer/i,
   /TLS handshake timeout/i,
   /context deadline exceeded/i,
-  /invalid status code from registry 5\d\d/i,
-  /unexpected (?:HTTP )?status:? 5\d\d/i,
-  /\b50[0234] (?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout)\b/i,
+  REGISTRY_5XX,
   /toomanyrequests|429 Too Many Requests/i,
 ];
 const AUTH_REFUSED = [/unauthorized/i, /authentication required/i, /denied: /i, /invalid username\/password/i, /\b40[13] (?:Unauthorized|Forbidden)\b/i];
@@ -57,6 +58,41 @@ const TLS_MISMATCH = [/server gave HTTP response to HTTPS client/i, /x509: /i, /
 const MANIFEST_UNKNOWN = [/manifest unknown/i, /name unknown/i, /not found: manifest/i];
 /** Lines that show the failure concerns a registry rather than a RUN step of the Dockerfile. */
 const REGISTRY_CONTEXT = /docker:\/\/|container registry|reading manifest|initializing source|trying to reuse blob|checking whether a blob|writing manifest|uploading|pinging/i;
+
+/**
+ * A registry refusing a manifest for a blob it should have while other pushes write the same
+ * blobs into the same repository: docker-registry's filesystem driver (distribution 2.8, the
+ * registry of these tests and under many Harbors) rewrites a repository's link to a blob by
+ * truncating the file first, and a manifest checked in that instant names a blob whose link reads
+ * empty ("digest invalid") or is not there yet ("manifest blob unknown"); a blob's HEAD in that
+ * instant is a 500 ("failed to read from destination repository"). Seen with several workers
+ * building one commit for several branches at once; reproduced here with six concurrent `buildah
+ * push` of one image (1 push in ~36 fails so). The same push again finds every blob and writes.
+ */
+const MANIFEST_REFUSED_FOR_BLOBS = /manifest blob unknown|blob unknown to registry|^digest invalid$/im;
+
+/** Whether a failed push's output is the registry refusing its manifest for blobs it had not linked yet. */
+export function isManifestBlobRace(lastLines: readonly string[]): boolean {
+  const text = lastLines.join('\n');
+  return /writing manifest/i.test(text) && MANIFEST_REFUSED_FOR_BLOBS.test(text);
+}
+
+/**
+ * Whether a failed push is worth the same push again at once: the registry answered with its own
+ * failure (a 5xx) or refused the manifest for blobs it had not linked yet. A registry that cannot
+ * be reached, refused credentials or TLS are not: the job's own retry (or the user) handles those.
+ */
+export function isRegistryWriteCollision(lastLines: readonly string[]): boolean {
+  return isManifestBlobRace(lastLines) || lastLines.some((line) => REGISTRY_5XX.test(line));
+}
+
+/**
+ * How a write the registry refused while others wrote the same content is tried again (a push
+ * whose manifest met the race above, a reused image's manifest PUT answered with a 5xx): a few
+ * times, quickly, with jitter so that the writers that collided do not collide again.
+ */
+export const REGISTRY_WRITE_RETRY: BackoffPolicy = { baseMs: 200, maxMs: 2_000, jitter: 0.5 };
+export const REGISTRY_WRITE_RETRIES = 4;
 
 /** The registry named in buildah's message, if any. */
 function registryInOutput(text: string): string | undefined {
@@ -118,6 +154,12 @@ export function classifyBuildahFailure(ctx: FailureContext): OciBuildError {
         hint: 'Check the FROM lines of the Dockerfile, and that the base image was pushed to that registry.',
       });
     }
+  }
+  if (ctx.action === 'push' && isManifestBlobRace(lines)) {
+    return new ImagePushError(`${what} failed: the registry ${registry} refused the image's manifest for blobs it had not linked, each of ${REGISTRY_WRITE_RETRIES + 1} times:\n${tail}`, {
+      ...options,
+      hint: `Other pushes of the same layers to ${registry} collide with this one (docker-registry's filesystem storage does so): build again; if it persists, check the registry's storage for missing blobs.`,
+    });
   }
   if (ctx.action === 'push') {
     return new ImagePushError(`${what} failed:\n${tail}`, { ...options, hint: `Check the registry ${registry} and the output above.` });

@@ -9,7 +9,8 @@ import { CommandFailedError, InputError, ToolUnavailableError, describeError } f
 import type { BuiltImage, ImageBuilder, ImageSpec, LogSink, LogStream, PhaseContext, PushSpec } from '../core/ports.js';
 import { installHint, type CommandRunner } from '../exec/run-command.js';
 import { budArgs, imagesArgs, infoArgs, pushArgs, type ResolvedStorage } from './buildah-args.js';
-import { classifyBuildahFailure, hasRegistryHost, type FailureContext } from './buildah-errors.js';
+import { REGISTRY_WRITE_RETRIES, REGISTRY_WRITE_RETRY, classifyBuildahFailure, hasRegistryHost, isRegistryWriteCollision, type FailureContext } from './buildah-errors.js';
+import { retry } from '../core/retry.js';
 import { resolveStorageWith, systemStorageProbe, type StorageProbe } from './buildah-storage.js';
 import type { RegistryCheck } from './registry-check.js';
 
@@ -36,6 +37,13 @@ export interface BuildahOptions {
    * An ImageSpec that carries its own `tlsVerify` (a job's --no-tls-verify) wins.
    */
   tlsVerify?: boolean;
+}
+
+/** A push the registry failed itself (isRegistryWriteCollision): tried again; `failure` is what it ends with otherwise. */
+class RegistryCollision extends Error {
+  constructor(readonly failure: unknown) {
+    super('the registry failed a write of the push');
+  }
 }
 
 /** How many output lines a failure message carries. */
@@ -223,29 +231,44 @@ export function createBuildahImageBuilder(deps: {
         const destination = `${spec.repository}:${tag}`;
         const digest = await withTempDir(async (dir) => {
           const digestFile = join(dir, 'digest');
-          ctx.log.write(`buildah push ${destination}`, 'system');
-          const tail = tailingSink(ctx.log, FAILURE_TAIL_LINES);
-          try {
-            await run(
-              'buildah',
-              pushArgs({
-                storage: store,
-                imageId: spec.imageId,
-                destination,
-                tlsVerify: spec.tlsVerify,
-                digestFile,
+          const pushOnce = async () => {
+            ctx.log.write(`buildah push ${destination}`, 'system');
+            const tail = tailingSink(ctx.log, FAILURE_TAIL_LINES);
+            try {
+              await run(
+                'buildah',
+                pushArgs({
+                  storage: store,
+                  imageId: spec.imageId,
+                  destination,
+                  tlsVerify: spec.tlsVerify,
+                  digestFile,
+                  ...(options.authFile ? { authFile: options.authFile } : {}),
+                }),
+                { signal: ctx.signal, log: tail.sink, killGraceMs: deps.killGraceMs, capture: false, displayName: 'buildah push' },
+              );
+            } catch (err) {
+              const failure = translate(err, {
+                action: 'push',
+                reference: destination,
+                lastLines: tail.lines,
                 ...(options.authFile ? { authFile: options.authFile } : {}),
-              }),
-              { signal: ctx.signal, log: tail.sink, killGraceMs: deps.killGraceMs, capture: false, displayName: 'buildah push' },
-            );
-          } catch (err) {
-            throw translate(err, {
-              action: 'push',
-              reference: destination,
-              lastLines: tail.lines,
-              ...(options.authFile ? { authFile: options.authFile } : {}),
-            }, 'buildah push');
-          }
+              }, 'buildah push');
+              throw err instanceof CommandFailedError && isRegistryWriteCollision(tail.lines) ? new RegistryCollision(failure) : failure;
+            }
+          };
+          // A 5xx, or a manifest refused for blobs the registry had not linked yet (other pushes of
+          // the same layers, isRegistryWriteCollision): the same push again, which finds them.
+          await retry(pushOnce, {
+            policy: REGISTRY_WRITE_RETRY,
+            retries: REGISTRY_WRITE_RETRIES,
+            retryable: (err): err is RegistryCollision => err instanceof RegistryCollision,
+            signal: ctx.signal,
+            onRetry: (_err, delayMs) =>
+              ctx.log.write(`the registry failed the push of ${destination} (its own error, or a manifest refused for blobs it had not linked yet: other pushes of the same layers); pushing again in ${delayMs} ms`, 'system'),
+          }).catch((err: unknown) => {
+            throw err instanceof RegistryCollision ? err.failure : err;
+          });
           return (await readFile(digestFile, 'utf8')).trim();
         });
         if (!/^sha256:[0-9a-f]{64}$/.test(digest)) {

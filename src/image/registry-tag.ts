@@ -8,11 +8,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandFailedError } from '../core/errors.js';
-import { retry, type BackoffPolicy } from '../core/retry.js';
+import { retry } from '../core/retry.js';
 import type { PhaseContext, ResultEntry, ReuseSource, ReuseTarget } from '../core/ports.js';
 import type { CommandRunner } from '../exec/run-command.js';
 import { globalArgs, imagesArgs, type ResolvedStorage } from './buildah-args.js';
-import { hasRegistryHost } from './buildah-errors.js';
+import { REGISTRY_WRITE_RETRIES, REGISTRY_WRITE_RETRY, hasRegistryHost } from './buildah-errors.js';
 import { RegistryApi } from './registry-api.js';
 import { hasStoredName, resolveStorage, storedDigest, storedImage, type BuildahOptions } from './buildah.js';
 
@@ -21,10 +21,10 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
  * A registry answering one manifest write with a 5xx while others write the same manifest under
  * other tags (docker-registry's filesystem driver does, seen with several workers reusing one
  * image at once) must not fail a build that has nothing left to build: each tag's copy is tried
- * again a few times, one tag after the other.
+ * again a few times (REGISTRY_WRITE_RETRY), one tag after the other.
  */
-const COPY_RETRY: BackoffPolicy = { baseMs: 200, maxMs: 2_000, jitter: 0.5 };
-const COPY_RETRIES = 4;
+const COPY_RETRY = REGISTRY_WRITE_RETRY;
+const COPY_RETRIES = REGISTRY_WRITE_RETRIES;
 
 /** A registry's 5xx to a manifest PUT: tried again, as a skopeo copy is. */
 class BusyRegistry extends Error {}

@@ -37,13 +37,14 @@ const LOCAL_DIGEST = `sha256:${'d'.repeat(64)}`;
 const REMOTE_DIGEST = `sha256:${'a'.repeat(64)}`;
 
 /** Plays buildah: writes the iid/digest files it is asked for, or fails with the given output. */
-function fakeBuildah(behaviour: { fail?: { subcommand: string; output: string[] }; stdout?: Record<string, string> } = {}) {
+function fakeBuildah(behaviour: { fail?: { subcommand: string; output: string[]; times?: number }; stdout?: Record<string, string> } = {}) {
   const calls: Call[] = [];
+  let failures = 0;
   const run: CommandRunner = async (file, args, options) => {
     calls.push({ file, args, options });
     const subcommand = args.find((a) => ['bud', 'push', 'images', 'info', '--version'].includes(a)) ?? '';
     const result: RunResult = { exitCode: 0, stdout: behaviour.stdout?.[subcommand] ?? '', stderr: '', durationMs: 1 };
-    if (behaviour.fail?.subcommand === subcommand) {
+    if (behaviour.fail?.subcommand === subcommand && failures++ < (behaviour.fail.times ?? Infinity)) {
       for (const line of behaviour.fail.output) options?.log?.write(line, 'stderr');
       throw new CommandFailedError(`buildah exited with code 125`, [file, ...args].join(' '), 125);
     }
@@ -164,6 +165,67 @@ describe('buildah push arguments', () => {
       expect(valuesOf(args, '--digestfile')).toHaveLength(1);
       expect(args.slice(-2)).toEqual([IMAGE_ID, `docker://127.0.0.1:5000/team/app:${tag}`]);
     }
+  });
+
+  // docker-registry's filesystem driver, while other pushes link the same blobs into the
+  // repository (several workers building one commit for several branches): the cluster e2e's
+  // failure of 2026-12-03, reproduced with six concurrent `buildah push` of one image.
+  const BLOB_RACE = [
+    'Getting image source signatures',
+    'Copying blob sha256:89ccaef865a6f0b6990d3c54a7a27ea908af771cdbe70095dbb3937da4a87f8f',
+    'Copying config sha256:a45dad3c20d8ae44f3dafcec72f893a001b275f360d72418574b3e67ac302633',
+    'Writing manifest to image destination',
+    'Error: pushing image "a45dad3c20d8" to "docker://127.0.0.1:5000/team/app:sha-abc1234": writing manifest: uploading manifest sha-abc1234 to 127.0.0.1:5000/team/app: errors:',
+    'digest invalid',
+    'manifest blob unknown: blob unknown to registry',
+  ];
+
+  it('pushes again when the registry refused the manifest for blobs other pushes were linking', async () => {
+    const { run, calls } = fakeBuildah({ fail: { subcommand: 'push', output: BLOB_RACE, times: 2 } });
+    const lines: string[] = [];
+    const pushed = await createBuildahImageBuilder({ run, options: vfs }).push(
+      { repository: spec.repository, tags: ['sha-abc1234'], imageId: IMAGE_ID, tlsVerify: false },
+      { signal: new AbortController().signal, log: { write: (line) => void lines.push(line) } },
+    );
+    expect(pushed).toEqual({ digest: REMOTE_DIGEST });
+    expect(calls.filter((c) => c.args.includes('push'))).toHaveLength(3);
+    expect(lines.filter((l) => l.includes('pushing again in'))).toHaveLength(2);
+  });
+
+  it('pushes again after a 5xx of the registry, and ends as a transient ServiceUnavailableError when it lasts', async () => {
+    const FIVE_HUNDRED = [
+      'Copying blob sha256:e9605dad10599d46d8e189ade8b59ee8196a5aa9d3854390ee80daa660d7762a',
+      'Error: pushing image "0ec79ebadf66" to "docker://127.0.0.1:5000/team/app:b5": writing blob: failed to read from destination repository team/app: 500 (Internal Server Error)',
+    ];
+    const once = fakeBuildah({ fail: { subcommand: 'push', output: FIVE_HUNDRED, times: 1 } });
+    await expect(createBuildahImageBuilder({ run: once.run, options: vfs }).push({ repository: spec.repository, tags: ['b5'], imageId: IMAGE_ID, tlsVerify: false }, ctx())).resolves.toEqual({ digest: REMOTE_DIGEST });
+    expect(once.calls.filter((c) => c.args.includes('push'))).toHaveLength(2);
+
+    const always = fakeBuildah({ fail: { subcommand: 'push', output: FIVE_HUNDRED } });
+    const error = await createBuildahImageBuilder({ run: always.run, options: vfs })
+      .push({ repository: spec.repository, tags: ['b5'], imageId: IMAGE_ID, tlsVerify: false }, ctx())
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ServiceUnavailableError);
+    expect((error as ServiceUnavailableError).transient).toBe(true);
+    expect((error as Error).message).toContain('the registry 127.0.0.1:5000 is unavailable');
+    expect(always.calls.filter((c) => c.args.includes('push'))).toHaveLength(5);
+  });
+
+  it('a manifest refused that way every time ends as an ImagePushError that says so; other push failures are not tried again', async () => {
+    const { run, calls } = fakeBuildah({ fail: { subcommand: 'push', output: BLOB_RACE } });
+    const error = await createBuildahImageBuilder({ run, options: vfs })
+      .push({ repository: spec.repository, tags: ['sha-abc1234'], imageId: IMAGE_ID, tlsVerify: false }, ctx())
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ImagePushError);
+    expect((error as ImagePushError).message).toContain('refused the image\'s manifest for blobs it had not linked, each of 5 times');
+    expect((error as ImagePushError).hint).toMatch(/build again/);
+    expect(calls.filter((c) => c.args.includes('push'))).toHaveLength(5);
+
+    const other = fakeBuildah({ fail: { subcommand: 'push', output: ['Error: h:1/t:a: image not known'] } });
+    await expect(
+      createBuildahImageBuilder({ run: other.run, options: vfs }).push({ repository: spec.repository, tags: ['a'], imageId: IMAGE_ID, tlsVerify: false }, ctx()),
+    ).rejects.toBeInstanceOf(ImagePushError);
+    expect(other.calls.filter((c) => c.args.includes('push'))).toHaveLength(1);
   });
 
   it('pushArgs uses no --creds: credentials only ever come from the auth file', () => {
