@@ -82,6 +82,29 @@ async function nodeOf(clientName: string): Promise<string | undefined> {
   return undefined;
 }
 
+interface ConsumerView {
+  num_pending: number;
+  num_ack_pending: number;
+  cluster?: { leader?: string };
+}
+
+/** The workers' consumer as each running node reports it in /jsz (its server_name → its view). */
+async function consumerViews(): Promise<Map<string, ConsumerView>> {
+  const views = new Map<string, ConsumerView>();
+  for (const node of cluster.nodes.filter((n) => n.running())) {
+    try {
+      const jsz = (await (await fetch(`http://127.0.0.1:${node.monitorPort}/jsz?streams=true&consumers=true`)).json()) as {
+        account_details?: Array<{ stream_detail?: Array<{ name: string; consumer_detail?: Array<ConsumerView & { name: string }> }> }>;
+      };
+      const consumer = jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((x) => x.name === STREAM)?.consumer_detail?.find((c) => c.name === DEFAULT_CONSUMER_NAME);
+      if (consumer) views.set(node.name, consumer);
+    } catch {
+      // that node is not answering (yet): the others are asked
+    }
+  }
+  return views;
+}
+
 interface Round {
   answers: Array<{ status: number; body: Record<string, unknown>; ms: number }>;
   jobIds: string[];
@@ -153,16 +176,21 @@ async function expectRound(round: Round, killed: string): Promise<void> {
   // wait for every job's line, and for the consumer to have nothing pending or unacknowledged
   // (a redelivery of a finished job would show up here as a second run), then count.
   await waitFor(() => round.jobIds.every((id) => (finishedCounts().get(id) ?? 0) >= 1), { timeoutMs: 30_000, what: "every job's 'job finished' line" });
+  // Asked of the consumer's leader: a follower's /jsz (the node just restarted, catching up) may
+  // report an ack floor older than the consumer's for minutes (a CI run saw it stay past 120 s).
+  const views: string[] = [];
   await waitFor(
     async () => {
-      const jsz = (await (await fetch(`http://127.0.0.1:${cluster.node(killed).monitorPort}/jsz?streams=true&consumers=true`)).json()) as {
-        account_details?: Array<{ stream_detail?: Array<{ name: string; consumer_detail?: Array<{ name: string; num_pending: number; num_ack_pending: number }> }> }>;
-      };
-      const consumer = jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((x) => x.name === STREAM)?.consumer_detail?.find((c) => c.name === DEFAULT_CONSUMER_NAME);
-      return consumer !== undefined && consumer.num_pending === 0 && consumer.num_ack_pending === 0;
+      views.length = 0;
+      const consumers = await consumerViews();
+      for (const [node, c] of consumers) views.push(`${node}: pending ${c.num_pending}, ack pending ${c.num_ack_pending}, leader ${c.cluster?.leader ?? '?'}`);
+      const leader = [...consumers].find(([node, c]) => c.cluster?.leader === node)?.[1];
+      return leader !== undefined && leader.num_pending === 0 && leader.num_ack_pending === 0;
     },
     { timeoutMs: 120_000, intervalMs: 500, what: 'the consumer to have every job acknowledged' },
-  );
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; the nodes' views: ${views.join('; ')}`);
+  });
   const counts = finishedCounts();
   for (const id of round.jobIds) expect(counts.get(id), `${id} ran to the end ${counts.get(id) ?? 0} times`).toBe(1);
   await waitFor(
