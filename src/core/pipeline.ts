@@ -13,7 +13,7 @@ import {
 import { imageLabels, imageRepository, imageTags } from './naming.js';
 import { RecordWriter, initialRecord, summarize, withJobRefNames } from './pipeline-record.js';
 import { detectWithRepoSettings, projectContextDir } from './repo-settings-apply.js';
-import { markReused, planReuse, recordResults, reuseImage, reuseTarget } from './result-reuse.js';
+import { markReused, planReuse, recordResults, releaseClaims, reuseImage, reuseTarget, type ReusePlan } from './result-reuse.js';
 import type { BuildLog, PhaseContext, PipelineDeps, SourceCheckout } from './ports.js';
 import { systemClock } from './ports.js';
 import type {
@@ -118,6 +118,10 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     log.write(`error: ${error.message}${error.hint ? `\nhint: ${error.hint}` : ''}`, 'system');
   };
 
+  /** What planReuse decided, with the claims this build holds. */
+  let plans: Map<string, ReusePlan> | undefined;
+  /** The phase an error outside every phase() is charged to. */
+  let outsidePhase: PhaseName = 'source';
   try {
     update();
 
@@ -168,7 +172,14 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     const selected = workspace.projects.filter((p) => workspace.selected.includes(p.name));
     record.projects = selected.map((p) => summarize(p));
     // Projects whose inputs were built before are neither built nor imaged again (core/result-reuse.ts).
-    const reuse = await planReuse(deps.results, { job, workspace, selected, checkout: source, repository }, ctx);
+    // Waiting for another build of the same inputs is the build phase's time, if it is cut short.
+    outsidePhase = 'build';
+    const reuse = await planReuse(
+      deps.results,
+      { job, workspace, selected, checkout: source, repository, holder: { buildId: job.id, ...(deps.workerName ? { worker: deps.workerName } : {}) }, now: () => clock.now().getTime() },
+      ctx,
+    );
+    plans = reuse;
     const toBuild = markReused(record, reuse, selected, deps.reporter, clock.now());
 
     // ---- build ----
@@ -314,10 +325,12 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
   } catch (err) {
     const error = err instanceof PhaseFailure ? err.error : toOciError(err, signal);
     const failedPhase = [...record.phases].reverse().find((p) => p.status === 'failed' || p.status === 'cancelled');
-    fail(failedPhase?.name ?? 'source', error);
+    fail(failedPhase?.name ?? outsidePhase, error);
     record.status = error instanceof CancelledError ? 'cancelled' : 'failed';
   } finally {
     if (timer) clearTimeout(timer);
+    // After the results are recorded (or the build failed): builds waiting for these keys go on.
+    await releaseClaims(plans);
     record.finishedAt = clock.now().toISOString();
     try {
       await checkout?.dispose();

@@ -202,6 +202,28 @@ export interface ResultEntry {
 export interface ResultIndex {
   get(key: string): Promise<ResultEntry | undefined>;
   put(entry: ResultEntry): Promise<void>;
+  /**
+   * Claims `key` for the build about to make its image, so that builds of the same inputs at the
+   * same time wait for that image instead of making it too (core/result-reuse.ts): `claimed` (the
+   * index refreshes the claim until it is released), or the live claim another build holds, with
+   * its revision. `replacing`: the revision of a claim judged abandoned (not refreshed), taken over
+   * only while it is still that one. Optional: the local file index has none.
+   */
+  claim?(key: string, holder: ClaimHolder, replacing?: number): Promise<ClaimAnswer>;
+}
+
+/** The build a result key is claimed by. */
+export interface ClaimHolder {
+  buildId: string;
+  worker?: string;
+}
+
+/** `refreshedAt`: when the holder last refreshed its claim (ms since the epoch, the index's clock). */
+export type ClaimAnswer = { claimed: ResultClaim } | { heldBy: ClaimHolder; revision: number; refreshedAt: number };
+
+/** A held claim: refreshed by the index until released (after the result is recorded, or the build failed). */
+export interface ResultClaim {
+  release(): Promise<void>;
 }
 
 /** Where a reused image must end up. */

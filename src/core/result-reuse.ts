@@ -2,10 +2,18 @@
 // that will get an image is keyed on its inputs (core/result-key.ts); when the index knows the key
 // and its image is still there (checked by digest), the project is neither built nor imaged again:
 // the image gets the new tags. The pipeline calls these; the I/O is behind the BuildResults port.
+//
+// Builds of the same inputs at the same time (one commit pushed to several branches, a tag pushed
+// while main's build of that commit runs) make the image once: the first claims the key in the
+// index (ResultIndex.claim, on the workers' shared bucket); the others wait for its image and
+// reuse it. A claim not refreshed for CLAIM_STALE_MS (its worker died) is taken over; one whose
+// build failed is released, and the next waiter builds. Keys are claimed in their sorted order,
+// one after the other, so two builds that share several keys never wait for each other.
 
 import { describeError } from './errors.js';
 import { imageLabels, imageRepository } from './naming.js';
-import type { BuildResults, PhaseContext, Reporter, ResultEntry, ReuseSource, ReuseTarget, SourceCheckout } from './ports.js';
+import { sleep } from './retry.js';
+import type { BuildResults, ClaimHolder, PhaseContext, Reporter, ResultClaim, ResultEntry, ResultIndex, ReuseSource, ReuseTarget, SourceCheckout } from './ports.js';
 import type { BuildJob, BuildRecord, ImageResult, Project, RepositoryInfo, Workspace } from './types.js';
 
 export interface ReusePlan {
@@ -13,6 +21,63 @@ export interface ReusePlan {
   summary: Record<string, unknown>;
   /** Set on a hit: the entry and where its image is. */
   hit?: { entry: ResultEntry; source: ReuseSource };
+  /** Set on a miss this build claimed: released when the build ends (releaseClaims). */
+  claim?: ResultClaim;
+}
+
+/** How often a held claim is refreshed (its holder's heartbeat). */
+export const CLAIM_REFRESH_MS = 5_000;
+/** A claim not refreshed for this long is abandoned (its worker died): a waiter takes it over. */
+export const CLAIM_STALE_MS = 30_000;
+/** How often a waiting build looks for the image of the build it waits for. */
+export const CLAIM_POLL_MS = 500;
+
+/**
+ * Claims `key`, or waits until the build holding it has recorded its image (`entry`, never the
+ * `gone` entry already known to be of no use). Throws the signal's error when the job is cancelled
+ * or times out while it waits.
+ */
+async function claimOrAwait(
+  index: ResultIndex & Required<Pick<ResultIndex, 'claim'>>,
+  input: { key: string; project: string; holder: ClaimHolder; gone?: ResultEntry; now: () => number },
+  ctx: PhaseContext,
+  note: (line: string) => void,
+): Promise<{ claim: ResultClaim } | { entry: ResultEntry }> {
+  const { key, project, holder } = input;
+  const fresh = (entry: ResultEntry | undefined) => (entry && entry.buildId !== input.gone?.buildId ? entry : undefined);
+  let replacing: number | undefined;
+  let waiting = false;
+  for (;;) {
+    const answer = await index.claim(key, holder, replacing);
+    replacing = undefined;
+    if ('claimed' in answer) {
+      // Recorded between the lookup and the claim: nothing to build after all.
+      const entry = fresh(await index.get(key));
+      if (!entry) return { claim: answer.claimed };
+      await answer.claimed.release();
+      return { entry };
+    }
+    const age = input.now() - answer.refreshedAt;
+    if (answer.heldBy.buildId === holder.buildId || age > CLAIM_STALE_MS) {
+      // This build's own earlier attempt (its worker died; the job came back), or an abandoned claim.
+      note(`${project}: key ${key.slice(0, 12)} was claimed by build ${answer.heldBy.buildId}, not refreshed for ${Math.round(age / 1000)} s: taking it over`);
+      replacing = answer.revision;
+      continue;
+    }
+    if (!waiting) {
+      note(`${project}: key ${key.slice(0, 12)} is being built by build ${answer.heldBy.buildId}${answer.heldBy.worker ? ` on ${answer.heldBy.worker}` : ''}: waiting for its image`);
+      waiting = true;
+    }
+    await sleep(CLAIM_POLL_MS, ctx.signal, { onAbort: 'reject' });
+    const entry = fresh(await index.get(key));
+    if (entry) return { entry };
+  }
+}
+
+/** Releases the claims of a build that ended (its results recorded, or it failed). Never throws. */
+export async function releaseClaims(plans: Map<string, ReusePlan> | undefined): Promise<void> {
+  if (!plans) return;
+  await Promise.all([...plans.values()].map((plan) => plan.claim?.release().catch(() => undefined)));
 }
 
 /** The image repository of a project, as the image phase names it (a `.oci-build.yaml` image name under the registry prefix). */
@@ -30,14 +95,18 @@ export function reuseTarget(job: BuildJob, repository: string, tags: string[]): 
 
 /**
  * The key of every selected project with a Dockerfile and, where the index has a usable image, the
- * hit. Never throws: whatever fails (a base image that cannot be resolved, NATS) is a miss, logged.
+ * hit; a miss is claimed, or waited for while another build of the same key makes its image
+ * (claimOrAwait). Throws only when the job is cancelled or times out: whatever else fails (a base
+ * image that cannot be resolved, NATS) is a miss, logged.
  */
 export async function planReuse(
   results: BuildResults | undefined,
-  input: { job: BuildJob; workspace: Workspace; selected: Project[]; checkout: SourceCheckout; repository: RepositoryInfo },
+  input: { job: BuildJob; workspace: Workspace; selected: Project[]; checkout: SourceCheckout; repository: RepositoryInfo; holder: ClaimHolder; now: () => number },
   ctx: PhaseContext,
 ): Promise<Map<string, ReusePlan>> {
   const plans = new Map<string, ReusePlan>();
+  /** The misses to claim (or wait for), and the entry of each whose image was gone. */
+  const misses: Array<{ project: string; plan: ReusePlan; gone?: ResultEntry }> = [];
   const { job, workspace, checkout, repository } = input;
   if (!results || job.noImage) return plans;
   const note = (line: string) => ctx.log.write(`reuse: ${line}`, 'system');
@@ -68,17 +137,43 @@ export async function planReuse(
       const entry = await results.index.get(keyed.key);
       if (!entry) {
         note(`${project.name}: key ${keyed.key.slice(0, 12)} not built before`);
+        misses.push({ project: project.name, plan });
         continue;
       }
       const source = await results.locate(entry, reuseTarget(job, imageRepo, []), ctx);
       if (!source) {
         note(`${project.name}: key ${keyed.key.slice(0, 12)} was built by ${entry.buildId}, but its image ${entry.digest} is gone: building again`);
+        misses.push({ project: project.name, plan, gone: entry });
         continue;
       }
       plan.hit = { entry, source };
       note(`${project.name}: key ${keyed.key.slice(0, 12)} reuses the image of build ${entry.buildId} (${entry.digest})`);
     } catch (err) {
+      if (ctx.signal.aborted) throw err;
       note(`${project.name}: no reuse (${describeError(err)})`);
+    }
+  }
+  const index = results.index;
+  if (!index.claim) return plans;
+  const claimable = index as ResultIndex & Required<Pick<ResultIndex, 'claim'>>;
+  for (const miss of misses.sort((a, b) => (a.plan.key < b.plan.key ? -1 : a.plan.key > b.plan.key ? 1 : 0))) {
+    try {
+      const outcome = await claimOrAwait(claimable, { key: miss.plan.key, project: miss.project, holder: input.holder, ...(miss.gone ? { gone: miss.gone } : {}), now: input.now }, ctx, note);
+      if ('claim' in outcome) {
+        miss.plan.claim = outcome.claim;
+        continue;
+      }
+      const project = input.selected.find((p) => p.name === miss.project)!;
+      const source = await results.locate(outcome.entry, reuseTarget(job, projectImageRepository(job, workspace, project), []), ctx);
+      if (!source) {
+        note(`${miss.project}: the image build ${outcome.entry.buildId} made (${outcome.entry.digest}) is not to be had: building it`);
+        continue;
+      }
+      miss.plan.hit = { entry: outcome.entry, source };
+      note(`${miss.project}: key ${miss.plan.key.slice(0, 12)} reuses the image of build ${outcome.entry.buildId} (${outcome.entry.digest}), made while this build waited`);
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      note(`${miss.project}: builds without a claim (${describeError(err)})`);
     }
   }
   return plans;

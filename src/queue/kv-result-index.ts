@@ -1,11 +1,30 @@
 // The result index every worker shares: the JetStream KV bucket `nats.resultBucket`, key = the
 // result key (core/result-key.ts), value = the ResultEntry JSON. A commit one worker built is
-// found by every other; two workers that build one key at once write the same image's entry.
+// found by every other. A build about to make a key's image claims it under `claim.<key>` (a
+// create that only one writer wins), refreshed every CLAIM_REFRESH_MS while it builds and deleted
+// when it ends: the other builds of that key wait for its image (core/result-reuse.ts).
 
 import type { KV } from 'nats';
-import type { ResultEntry, ResultIndex } from '../core/ports.js';
+import type { ClaimAnswer, ClaimHolder, ResultClaim, ResultEntry, ResultIndex } from '../core/ports.js';
+import { CLAIM_REFRESH_MS } from '../core/result-reuse.js';
 import { parseResultEntry } from '../cache/result-index-file.js';
+import { WRONG_LAST_SEQUENCE } from './js-publisher.js';
 import { natsUnavailable, openBucket, type NatsContext } from './nats.js';
+
+/** A conditional KV write that lost: the key holds another revision than the one expected. */
+function isWrongRevision(err: unknown): boolean {
+  return (err as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code === WRONG_LAST_SEQUENCE;
+}
+
+function parseHolder(text: string): ClaimHolder {
+  try {
+    const value = JSON.parse(text) as Partial<ClaimHolder>;
+    if (typeof value.buildId === 'string') return { buildId: value.buildId, ...(typeof value.worker === 'string' ? { worker: value.worker } : {}) };
+  } catch {
+    // a value not of our making: still a claim, of an unknown build
+  }
+  return { buildId: 'unknown' };
+}
 
 export const DEFAULT_RESULT_BUCKET = 'oci-build-results';
 
@@ -15,6 +34,8 @@ export class KvResultIndex implements ResultIndex {
   constructor(
     private readonly ctx: NatsContext,
     private readonly name: string = ctx.config.resultBucket ?? DEFAULT_RESULT_BUCKET,
+    /** For tests: how often a held claim is refreshed. */
+    private readonly claimRefreshMs: number = CLAIM_REFRESH_MS,
   ) {}
 
   private kv(): Promise<KV> {
@@ -36,6 +57,30 @@ export class KvResultIndex implements ResultIndex {
     }
   }
 
+  async claim(key: string, holder: ClaimHolder, replacing?: number): Promise<ClaimAnswer> {
+    const kv = await this.kv();
+    const claimKey = `claim.${key}`;
+    const data = JSON.stringify(holder);
+    // A claim deleted between the write that lost and the read: claimed again, a few times at most.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const revision = replacing === undefined ? await kv.create(claimKey, data) : await kv.update(claimKey, data, replacing);
+        return { claimed: heldClaim(kv, claimKey, data, revision, this.claimRefreshMs) };
+      } catch (err) {
+        if (!isWrongRevision(err)) throw natsUnavailable(`Cannot claim result ${key.slice(0, 12)} in bucket ${this.name}`, err, this.ctx.config);
+      }
+      let current;
+      try {
+        current = await kv.get(claimKey);
+      } catch (err) {
+        throw natsUnavailable(`Cannot read the claim of result ${key.slice(0, 12)} in bucket ${this.name}`, err, this.ctx.config);
+      }
+      if (current && current.operation === 'PUT') return { heldBy: parseHolder(current.string()), revision: current.revision, refreshedAt: current.created.getTime() };
+      replacing = undefined;
+    }
+    throw natsUnavailable(`Cannot claim result ${key.slice(0, 12)} in bucket ${this.name}`, new Error('the claim kept changing'), this.ctx.config);
+  }
+
   async put(entry: ResultEntry): Promise<void> {
     const kv = await this.kv();
     try {
@@ -44,4 +89,42 @@ export class KvResultIndex implements ResultIndex {
       throw natsUnavailable(`Cannot record result ${entry.key.slice(0, 12)} in bucket ${this.name}`, err, this.ctx.config);
     }
   }
+}
+
+/**
+ * A claim this process holds: rewritten every `refreshMs` (its revision is its heartbeat),
+ * deleted on release while it is still ours. Writes are serialised, so a release never races a
+ * refresh. A refresh that finds another revision lost the claim (judged abandoned and taken over):
+ * it stops; a NATS error is let pass (the next refresh tries again, and a claim not refreshed for
+ * CLAIM_STALE_MS is taken over, which costs a second build, never a wrong image).
+ */
+function heldClaim(kv: KV, claimKey: string, data: string, revision: number, refreshMs: number): ResultClaim {
+  let current: number | undefined = revision;
+  let chain: Promise<void> = Promise.resolve();
+  const serially = (step: () => Promise<void>) => (chain = chain.then(step, step));
+  const timer = setInterval(() => {
+    void serially(async () => {
+      if (current === undefined) return;
+      try {
+        current = await kv.update(claimKey, data, current);
+      } catch (err) {
+        if (isWrongRevision(err)) current = undefined;
+      }
+    });
+  }, refreshMs);
+  timer.unref();
+  return {
+    release: () =>
+      serially(async () => {
+        clearInterval(timer);
+        if (current === undefined) return;
+        const expected = current;
+        current = undefined;
+        try {
+          await kv.delete(claimKey, { previousSeq: expected });
+        } catch {
+          // taken over, or NATS is away: the claim goes stale and its waiters take it over
+        }
+      }),
+  };
 }

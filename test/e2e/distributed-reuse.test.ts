@@ -128,8 +128,9 @@ function gitPush(repo: FixtureRepo, name: string, refspec: string): void {
   execFileSync('git', ['push', '-q', '--force', gitServer.repoPath(`acme/${name}`), refspec], { cwd: repo.dir, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-async function served(name: string): Promise<FixtureRepo> {
-  const repo = await fixtureRepo(name);
+/** A fixture served as `acme/<name>` (by default the fixture's own name). */
+async function served(fixture: string, name = fixture): Promise<FixtureRepo> {
+  const repo = await fixtureRepo(fixture);
   repos.push(repo);
   await gitServer.addRepo(`acme/${name}`, repo.dir);
   return repo;
@@ -206,6 +207,36 @@ describe('a commit one worker built', () => {
       expect(registryRequests.filter((r) => /^(PUT|POST|PATCH) /.test(r) && !r.includes('/manifests/'))).toEqual([]);
     } finally {
       await stop(second);
+    }
+  }, 400_000);
+});
+
+describe('one commit pushed to two branches at once, two workers', () => {
+  it('is built once: the build that came second waits for the first one\'s image and reuses it', async () => {
+    // Served under a name of its own: its images (and so its result key) are new to the bucket.
+    const repo = await served('sample-go-repo', 'twin-go-repo');
+    gitPush(repo, 'twin-go-repo', 'HEAD:refs/heads/left');
+    gitPush(repo, 'twin-go-repo', 'HEAD:refs/heads/right');
+    const workers = [startWorker('twin-worker-c'), startWorker('twin-worker-d')];
+    try {
+      const ids = await Promise.all([push(repo, 'twin-go-repo', 'refs/heads/left', repo.commit), push(repo, 'twin-go-repo', 'refs/heads/right', repo.commit)]);
+      const records = await Promise.all(ids.map((id) => finished(id)));
+      const made = records.filter((r) => r.images[0]?.reusedFrom === undefined);
+      expect(made, JSON.stringify(records.map((r) => r.images))).toHaveLength(1);
+      const maker = made[0]!;
+      const waiter = records.find((r) => r !== maker)!;
+      expect(waiter.images[0]).toMatchObject({ reusedFrom: maker.id, digest: maker.images[0]!.digest, pushed: true });
+      expect(waiter.images[0]!.tags).toContain(waiter.repository.branch);
+      expect(waiter.phases.find((p) => p.name === 'build')?.status).toBe('skipped');
+      expect(waiter.phases.some((p) => p.name === 'push')).toBe(false);
+      const log = await logOf(waiter.id);
+      expect(log).toMatch(new RegExp(`is being built by build ${maker.id}.*: waiting for its image`));
+      expect(log).not.toMatch(/buildah (bud|push)|go build/);
+      for (const r of records) {
+        expect(registryDigest(`${r.images[0]!.repository.replace(registryHost, registry.host)}:${r.repository.branch}`)).toBe(maker.images[0]!.digest);
+      }
+    } finally {
+      for (const w of workers) await stop(w);
     }
   }, 400_000);
 });

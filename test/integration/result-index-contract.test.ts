@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../src/config/config.js';
 import { FileResultIndex } from '../../src/cache/result-index-file.js';
-import type { ResultEntry, ResultIndex } from '../../src/core/ports.js';
+import type { ClaimAnswer, ResultEntry, ResultIndex } from '../../src/core/ports.js';
 import { KvResultIndex } from '../../src/queue/kv-result-index.js';
 import { closeNats, connectNats, type NatsContext } from '../../src/queue/nats.js';
 import { tempDir, type TempDir } from '../helpers/fixtures.js';
@@ -105,5 +105,67 @@ describe('FileResultIndex', () => {
   it('refuses a key that is not a result key: it never names a file outside its directory', async () => {
     const index = new FileResultIndex('/nonexistent/results');
     await expect(index.get('../../etc/passwd')).rejects.toThrow(/Not a result key/);
+  });
+});
+
+describe('KvResultIndex claims (two workers, one bucket, a real nats-server)', () => {
+  let claimServer: NatsServer;
+  let a: NatsContext;
+  let b: NatsContext;
+  let indexA: KvResultIndex;
+  let indexB: KvResultIndex;
+  beforeAll(async () => {
+    claimServer = await startNatsServer();
+    const config = { ...DEFAULTS.nats, url: claimServer.url, resultBucket: 'claim-results' };
+    [a, b] = await Promise.all([connectNats(config), connectNats(config)]);
+    indexA = new KvResultIndex(a, 'claim-results', 200);
+    indexB = new KvResultIndex(b, 'claim-results', 200);
+  });
+  afterAll(async () => {
+    await Promise.all([a && closeNats(a), b && closeNats(b)]);
+    await claimServer?.stop();
+  });
+  const claimed = (answer: ClaimAnswer) => ('claimed' in answer ? answer.claimed : undefined);
+
+  it('of two claims of one key at once exactly one wins; the other is told who holds it', async () => {
+    const key = entry().key;
+    const before = Date.now();
+    const answers = await Promise.all([indexA.claim(key, { buildId: 'b-a', worker: 'worker-a' }), indexB.claim(key, { buildId: 'b-b', worker: 'worker-b' })]);
+    const winners = answers.filter((x) => 'claimed' in x);
+    expect(winners).toHaveLength(1);
+    const loser = answers.find((x) => 'heldBy' in x) as Extract<ClaimAnswer, { heldBy: unknown }>;
+    const winner = answers[0] === winners[0] ? { buildId: 'b-a', worker: 'worker-a' } : { buildId: 'b-b', worker: 'worker-b' };
+    expect(loser.heldBy).toEqual(winner);
+    expect(loser.refreshedAt).toBeGreaterThanOrEqual(before - 1_000);
+    await claimed(winners[0]!)!.release();
+  });
+
+  it('a held claim is refreshed (its revision moves) until released; then the key can be claimed again', async () => {
+    const key = entry().key;
+    const held = claimed(await indexA.claim(key, { buildId: 'b-a' }))!;
+    const first = (await indexB.claim(key, { buildId: 'b-b' })) as Extract<ClaimAnswer, { revision: number }>;
+    await new Promise((r) => setTimeout(r, 700));
+    const later = (await indexB.claim(key, { buildId: 'b-b' })) as Extract<ClaimAnswer, { revision: number }>;
+    expect(later.revision).toBeGreaterThan(first.revision);
+    expect(later.refreshedAt).toBeGreaterThan(first.refreshedAt);
+    await held.release();
+    const again = await indexB.claim(key, { buildId: 'b-b' });
+    expect('claimed' in again).toBe(true);
+    await claimed(again)!.release();
+  });
+
+  it('a claim taken over (replacing its revision) is the new holder\'s: the old holder\'s refreshes and release leave it alone', async () => {
+    const key = entry().key;
+    const old = claimed(await indexA.claim(key, { buildId: 'b-old' }))!;
+    const seen = (await indexB.claim(key, { buildId: 'b-new' })) as Extract<ClaimAnswer, { revision: number }>;
+    // A revision that is no longer the claim's does not take it over.
+    expect('heldBy' in (await indexB.claim(key, { buildId: 'b-new' }, seen.revision - 1))).toBe(true);
+    const taken = await indexB.claim(key, { buildId: 'b-new' }, (await indexB.claim(key, { buildId: 'b-new' }) as Extract<ClaimAnswer, { revision: number }>).revision);
+    expect('claimed' in taken).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    await old.release();
+    const now = (await indexA.claim(key, { buildId: 'b-third' })) as Extract<ClaimAnswer, { heldBy: unknown }>;
+    expect(now.heldBy).toEqual({ buildId: 'b-new' });
+    await claimed(taken)!.release();
   });
 });

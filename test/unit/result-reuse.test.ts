@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runPipeline } from '../../src/core/pipeline.js';
-import type { BuildResults, PipelineDeps, ResultEntry, ResultIndex, ReuseSource } from '../../src/core/ports.js';
+import type { BuildResults, ClaimAnswer, ClaimHolder, PipelineDeps, ResultEntry, ResultIndex, ReuseSource } from '../../src/core/ports.js';
+import { CLAIM_STALE_MS } from '../../src/core/result-reuse.js';
 import type { BuildJob, Workspace } from '../../src/core/types.js';
 import { FakeImageBuilder, MemoryBuildStore, MemoryLogStore, RecordingReporter, fakeBuilder, fakeDetector, fakeSource } from '../helpers/fakes.js';
 
@@ -16,9 +17,33 @@ class MemoryResultIndex implements ResultIndex {
   }
 }
 
+/** A shared index with claims, as the workers' KV bucket has them: one writer wins a claim; a revision per write. */
+class ClaimingResultIndex extends MemoryResultIndex implements Required<ResultIndex> {
+  readonly claims = new Map<string, { holder: ClaimHolder; revision: number; refreshedAt: number }>();
+  /** Every claim taken, in order: `key by build`. */
+  readonly taken: string[] = [];
+  private revision = 0;
+  async claim(key: string, holder: ClaimHolder, replacing?: number): Promise<ClaimAnswer> {
+    const held = this.claims.get(key);
+    if (held && held.revision !== replacing) return { heldBy: held.holder, revision: held.revision, refreshedAt: held.refreshedAt };
+    const mine = { holder, revision: ++this.revision, refreshedAt: Date.now() };
+    this.claims.set(key, mine);
+    this.taken.push(`${key.replace(/0+$/, '')} by ${holder.buildId}`);
+    return {
+      claimed: {
+        release: async () => {
+          if (this.claims.get(key) === mine) this.claims.delete(key);
+        },
+      },
+    };
+  }
+}
+
 /** BuildResults whose key is the project's name; `gone` images are not found; a `broken` project cannot be keyed. */
-function fakeResults(options: { gone?: string[]; broken?: string[] } = {}): BuildResults & { index: MemoryResultIndex; retagged: Array<{ source: ReuseSource; tags: string[] }> } {
-  const index = new MemoryResultIndex();
+function fakeResults<I extends MemoryResultIndex = MemoryResultIndex>(
+  options: { gone?: string[]; broken?: string[]; index?: I } = {},
+): BuildResults & { index: I; retagged: Array<{ source: ReuseSource; tags: string[] }> } {
+  const index = options.index ?? (new MemoryResultIndex() as I);
   const retagged: Array<{ source: ReuseSource; tags: string[] }> = [];
   return {
     index,
@@ -163,5 +188,119 @@ describe('runPipeline with result reuse', () => {
     const noImage = deps(results);
     await runPipeline(job({ noImage: true }), noImage.all);
     expect(noImage.built).toEqual([['api', 'web']]);
+  });
+});
+
+/** A builder that holds each build until `finish()` is called; `started` resolves when one began. */
+function heldBuilder(outcome: 'succeeded' | 'failed' = 'succeeded') {
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  let began!: () => void;
+  const started = new Promise<void>((resolve) => (began = resolve));
+  const builder = fakeBuilder(async (ws) => {
+    began();
+    await done;
+    return ws.selected.map((project) => ({ project, status: outcome, startedAt: new Date().toISOString(), durationMs: 1, ...(outcome === 'failed' ? { error: 'go build failed' } : {}) }));
+  });
+  return { builder, started, finish };
+}
+
+describe('builds of the same inputs at the same time (claims on the shared index)', () => {
+  it('the second waits for the image the first is making and reuses it: one build, one image', async () => {
+    const index = new ClaimingResultIndex();
+    const results = fakeResults({ index });
+    const first = heldBuilder();
+    const a = deps(results, { builder: first.builder, workerName: 'worker-a' });
+    const running = runPipeline(job({ id: 'b-first' }), a.all);
+    await first.started;
+    expect([...index.claims.values()].map((c) => c.holder)).toEqual([
+      { buildId: 'b-first', worker: 'worker-a' },
+      { buildId: 'b-first', worker: 'worker-a' },
+    ]);
+    const b = deps(results, { workerName: 'worker-b' });
+    const waiting = runPipeline(job({ id: 'b-second' }), b.all);
+    await new Promise((r) => setTimeout(r, 50));
+    first.finish();
+    const [{ record: made }, { record: reused }] = await Promise.all([running, waiting]);
+    expect(made.status).toBe('succeeded');
+    expect(reused.status).toBe('succeeded');
+    expect(b.built).toEqual([]);
+    expect(b.images.built).toEqual([]);
+    expect(reused.images.map((i) => [i.project, i.reusedFrom, i.imageId])).toEqual([
+      ['api', 'b-first', 'id-api'],
+      ['web', 'b-first', 'id-web'],
+    ]);
+    const log = (b.all.logs as MemoryLogStore).lines.get('b-second')!;
+    expect(log).toContain(`reuse: api: key ${'api'.padEnd(64, '0').slice(0, 12)} is being built by build b-first on worker-a: waiting for its image`);
+    expect(log.some((l) => /reuses the image of build b-first .*made while this build waited/.test(l))).toBe(true);
+    // Every claim released once the first build recorded its results.
+    expect(index.claims.size).toBe(0);
+  });
+
+  it('a build that failed releases its claims: the one that waited builds', async () => {
+    const index = new ClaimingResultIndex();
+    const results = fakeResults({ index });
+    const first = heldBuilder('failed');
+    const running = runPipeline(job({ id: 'b-first' }), deps(results, { builder: first.builder }).all);
+    await first.started;
+    const b = deps(results);
+    const waiting = runPipeline(job({ id: 'b-second' }), b.all);
+    await new Promise((r) => setTimeout(r, 50));
+    first.finish();
+    const [{ record: failed }, { record: built }] = await Promise.all([running, waiting]);
+    expect(failed.status).toBe('failed');
+    expect(built.status).toBe('succeeded');
+    expect(b.built).toEqual([['api', 'web']]);
+    expect(index.taken).toEqual(['api by b-first', 'web by b-first', 'api by b-second', 'web by b-second']);
+    expect(index.entries.get('api'.padEnd(64, '0'))?.buildId).toBe('b-second');
+  });
+
+  it("an abandoned claim (not refreshed for CLAIM_STALE_MS), or this build's own from an earlier attempt, is taken over at once", async () => {
+    const index = new ClaimingResultIndex();
+    const results = fakeResults({ index });
+    index.claims.set('api'.padEnd(64, '0'), { holder: { buildId: 'b-dead', worker: 'gone' }, revision: 100, refreshedAt: Date.now() - CLAIM_STALE_MS - 1_000 });
+    index.claims.set('web'.padEnd(64, '0'), { holder: { buildId: 'b2' }, revision: 101, refreshedAt: Date.now() });
+    const d = deps(results);
+    const started = Date.now();
+    const { record } = await runPipeline(job({ id: 'b2' }), d.all);
+    expect(record.status).toBe('succeeded');
+    expect(d.built).toEqual([['api', 'web']]);
+    expect(Date.now() - started).toBeLessThan(CLAIM_STALE_MS);
+    const log = (d.all.logs as MemoryLogStore).lines.get('b2')!;
+    expect(log.filter((l) => l.includes('taking it over'))).toHaveLength(2);
+    expect(index.claims.size).toBe(0);
+  });
+
+  it('keys are claimed in their sorted order, one after the other: a build waiting for one holds none after it', async () => {
+    const index = new ClaimingResultIndex();
+    const results = fakeResults({ index });
+    // Another build holds api (sorted first); this one must not take web meanwhile.
+    index.claims.set('api'.padEnd(64, '0'), { holder: { buildId: 'b-other' }, revision: 1, refreshedAt: Date.now() });
+    const d = deps(results);
+    const waiting = runPipeline(job({ id: 'b2' }), d.all);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(index.claims.has('web'.padEnd(64, '0'))).toBe(false);
+    await index.put(entry('api', { buildId: 'b-other' }));
+    index.claims.delete('api'.padEnd(64, '0'));
+    const { record } = await waiting;
+    expect(record.status).toBe('succeeded');
+    expect(d.built).toEqual([['web']]);
+    expect(record.images.find((i) => i.project === 'api')?.reusedFrom).toBe('b-other');
+  });
+
+  it('a build cancelled while it waits ends cancelled in its build phase, having built nothing', async () => {
+    const index = new ClaimingResultIndex();
+    const results = fakeResults({ index });
+    index.claims.set('api'.padEnd(64, '0'), { holder: { buildId: 'b-other' }, revision: 1, refreshedAt: Date.now() });
+    const d = deps(results);
+    const cancel = new AbortController();
+    const waiting = runPipeline(job({ id: 'b2' }), d.all, { signal: cancel.signal });
+    await new Promise((r) => setTimeout(r, 100));
+    cancel.abort();
+    const { record } = await waiting;
+    expect(record.status).toBe('cancelled');
+    expect(record.error?.phase).toBe('build');
+    expect(d.built).toEqual([]);
+    expect([...index.claims.values()].map((c) => c.holder.buildId)).toEqual(['b-other']);
   });
 });
