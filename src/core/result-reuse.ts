@@ -172,7 +172,11 @@ export async function planReuse(
       miss.plan.hit = { entry: outcome.entry, source };
       note(`${miss.project}: key ${miss.plan.key.slice(0, 12)} reuses the image of build ${outcome.entry.buildId} (${outcome.entry.digest}), made while this build waited`);
     } catch (err) {
-      if (ctx.signal.aborted) throw err;
+      if (ctx.signal.aborted) {
+        // Cancelled while waiting: the claims already taken are not left behind (refreshed, they would hold other builds up).
+        await releaseClaims(plans);
+        throw err;
+      }
       note(`${miss.project}: builds without a claim (${describeError(err)})`);
     }
   }

@@ -303,4 +303,20 @@ describe('builds of the same inputs at the same time (claims on the shared index
     expect(d.built).toEqual([]);
     expect([...index.claims.values()].map((c) => c.holder.buildId)).toEqual(['b-other']);
   });
+
+  it('a build cancelled while it waits for one key releases the keys it had claimed before it', async () => {
+    const index = new ClaimingResultIndex();
+    const results = fakeResults({ index });
+    // api (sorted first) is free and claimed by this build; web is another build's.
+    index.claims.set('web'.padEnd(64, '0'), { holder: { buildId: 'b-other' }, revision: 1, refreshedAt: Date.now() });
+    const d = deps(results);
+    const cancel = new AbortController();
+    const waiting = runPipeline(job({ id: 'b2' }), d.all, { signal: cancel.signal });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(index.claims.get('api'.padEnd(64, '0'))?.holder.buildId).toBe('b2');
+    cancel.abort();
+    const { record } = await waiting;
+    expect(record.status).toBe('cancelled');
+    expect([...index.claims.entries()].map(([key, c]) => [key.replace(/0+$/, ''), c.holder.buildId])).toEqual([['web', 'b-other']]);
+  });
 });
