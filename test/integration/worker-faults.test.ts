@@ -201,6 +201,9 @@ describe('worker faults', () => {
     const before = Array.from({ length: 8 }, (_, i) => `before-${i}`);
     for (const id of before) await publishJob(ctx, fakeJob(id, { branch: id, script: 'sleep=600 lines=20' }));
     await waitForStatus(ctx, 'before-1', ['succeeded']);
+    // The restart meets running builds: right after one ends the next may not be pulled yet (a CI
+    // run under load saw none running at that instant).
+    await waitFor(() => w.runningJobs().length > 0, { timeoutMs: 10_000, what: 'the worker to run the next jobs' });
     const runningAtRestart = w.runningJobs().length;
     await server.restart();
     const after = Array.from({ length: 4 }, (_, i) => `after-${i}`);
