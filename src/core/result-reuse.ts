@@ -60,7 +60,8 @@ async function claimOrAwait(
     const age = input.now() - answer.refreshedAt;
     if (answer.heldBy.buildId === holder.buildId || age > CLAIM_STALE_MS) {
       // This build's own earlier attempt (its worker died; the job came back), or an abandoned claim.
-      note(`${project}: key ${key.slice(0, 12)} was claimed by build ${answer.heldBy.buildId}, not refreshed for ${Math.round(age / 1000)} s: taking it over`);
+      const why = answer.heldBy.buildId === holder.buildId ? 'by an earlier attempt of this build' : `by build ${answer.heldBy.buildId}, not refreshed for ${Math.round(age / 1000)} s`;
+      note(`${project}: key ${key.slice(0, 12)} was claimed ${why}: taking it over`);
       replacing = answer.revision;
       continue;
     }

@@ -18,15 +18,12 @@ import { hasStoredName, resolveStorage, storedDigest, storedImage, type BuildahO
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /**
- * A registry answering one manifest write with a 5xx while others write the same manifest under
- * other tags (docker-registry's filesystem driver does, seen with several workers reusing one
- * image at once) must not fail a build that has nothing left to build: each tag's copy is tried
- * again a few times (REGISTRY_WRITE_RETRY), one tag after the other.
+ * A registry's 5xx to a manifest PUT. A registry answering one manifest write with a 5xx while
+ * others write the same manifest under other tags (docker-registry's filesystem driver does, seen
+ * with several workers reusing one image at once) must not fail a build that has nothing left to
+ * build: each tag's PUT or copy is tried again a few times (REGISTRY_WRITE_RETRY), one tag after
+ * the other.
  */
-const COPY_RETRY = REGISTRY_WRITE_RETRY;
-const COPY_RETRIES = REGISTRY_WRITE_RETRIES;
-
-/** A registry's 5xx to a manifest PUT: tried again, as a skopeo copy is. */
 class BusyRegistry extends Error {}
 
 /** A manifest PUT, again after a 5xx; undefined: unsure (or still busy), skopeo writes the tag. */
@@ -36,7 +33,7 @@ async function putWithRetries(put: () => Promise<string | 'retry' | undefined>, 
       if (result === 'retry') throw new BusyRegistry();
       return result;
     });
-  return retry(written, { policy: COPY_RETRY, retries: COPY_RETRIES, retryable: (err): err is BusyRegistry => err instanceof BusyRegistry, signal: ctx.signal }).catch((err: unknown) => {
+  return retry(written, { policy: REGISTRY_WRITE_RETRY, retries: REGISTRY_WRITE_RETRIES, retryable: (err): err is BusyRegistry => err instanceof BusyRegistry, signal: ctx.signal }).catch((err: unknown) => {
     if (err instanceof BusyRegistry) return undefined;
     throw err;
   });
@@ -155,8 +152,8 @@ export function createImageReuse(deps: { run: CommandRunner; options: BuildahOpt
                 { signal: ctx.signal, displayName: 'skopeo copy', killGraceMs: deps.killGraceMs, log: ctx.log },
               ),
             {
-              policy: COPY_RETRY,
-              retries: COPY_RETRIES,
+              policy: REGISTRY_WRITE_RETRY,
+              retries: REGISTRY_WRITE_RETRIES,
               retryable: (err): err is CommandFailedError => err instanceof CommandFailedError,
               signal: ctx.signal,
               onRetry: (_err, delayMs) => ctx.log.write(`skopeo copy to :${tag} failed; trying again in ${delayMs} ms`, 'system'),
