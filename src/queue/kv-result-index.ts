@@ -8,13 +8,11 @@ import type { KV } from 'nats';
 import type { ClaimAnswer, ClaimHolder, ResultClaim, ResultEntry, ResultIndex } from '../core/ports.js';
 import { CLAIM_REFRESH_MS } from '../core/result-reuse.js';
 import { parseResultEntry } from '../cache/result-index-file.js';
-import { WRONG_LAST_SEQUENCE } from './js-publisher.js';
+import { JsErrorCode, isJsError } from './nats-errors.js';
 import { natsUnavailable, openBucket, type NatsContext } from './nats.js';
 
 /** A conditional KV write that lost: the key holds another revision than the one expected. */
-function isWrongRevision(err: unknown): boolean {
-  return (err as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code === WRONG_LAST_SEQUENCE;
-}
+const isWrongRevision = (err: unknown) => isJsError(err, JsErrorCode.WrongLastSequence);
 
 function parseHolder(text: string): ClaimHolder {
   try {
