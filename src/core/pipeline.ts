@@ -176,7 +176,20 @@ export async function runPipeline(job: BuildJob, deps: PipelineDeps, options: Pi
     outsidePhase = 'build';
     const reuse = await planReuse(
       deps.results,
-      { job, workspace, selected, checkout: source, repository, holder: { buildId: job.id, ...(deps.workerName ? { worker: deps.workerName } : {}) }, now: () => clock.now().getTime() },
+      {
+        job,
+        workspace,
+        selected,
+        checkout: source,
+        repository,
+        holder: { buildId: job.id, ...(deps.workerName ? { worker: deps.workerName } : {}) },
+        now: () => clock.now().getTime(),
+        onWait: (waiting) => {
+          if (waiting) record.waitingFor = { project: waiting.project, ...waiting.holder, since: clock.now().toISOString() };
+          else delete record.waitingFor;
+          update();
+        },
+      },
       ctx,
     );
     plans = reuse;

@@ -39,7 +39,7 @@ export const CLAIM_POLL_MS = 500;
  */
 async function claimOrAwait(
   index: ResultIndex & Required<Pick<ResultIndex, 'claim'>>,
-  input: { key: string; project: string; holder: ClaimHolder; gone?: ResultEntry; now: () => number },
+  input: { key: string; project: string; holder: ClaimHolder; gone?: ResultEntry; now: () => number; onWait?: WaitListener },
   ctx: PhaseContext,
   note: (line: string) => void,
 ): Promise<{ claim: ResultClaim } | { entry: ResultEntry }> {
@@ -47,33 +47,41 @@ async function claimOrAwait(
   const fresh = (entry: ResultEntry | undefined) => (entry && entry.buildId !== input.gone?.buildId ? entry : undefined);
   let replacing: number | undefined;
   let waiting = false;
-  for (;;) {
-    const answer = await index.claim(key, holder, replacing);
-    replacing = undefined;
-    if ('claimed' in answer) {
-      // Recorded between the lookup and the claim: nothing to build after all.
+  try {
+    for (;;) {
+      const answer = await index.claim(key, holder, replacing);
+      replacing = undefined;
+      if ('claimed' in answer) {
+        // Recorded between the lookup and the claim: nothing to build after all.
+        const entry = fresh(await index.get(key));
+        if (!entry) return { claim: answer.claimed };
+        await answer.claimed.release();
+        return { entry };
+      }
+      const age = input.now() - answer.refreshedAt;
+      if (answer.heldBy.buildId === holder.buildId || age > CLAIM_STALE_MS) {
+        // This build's own earlier attempt (its worker died; the job came back), or an abandoned claim.
+        const why = answer.heldBy.buildId === holder.buildId ? 'by an earlier attempt of this build' : `by build ${answer.heldBy.buildId}, not refreshed for ${Math.round(age / 1000)} s`;
+        note(`${project}: key ${key.slice(0, 12)} was claimed ${why}: taking it over`);
+        replacing = answer.revision;
+        continue;
+      }
+      if (!waiting) {
+        note(`${project}: key ${key.slice(0, 12)} is being built by build ${answer.heldBy.buildId}${answer.heldBy.worker ? ` on ${answer.heldBy.worker}` : ''}: waiting for its image`);
+        waiting = true;
+        input.onWait?.({ project, holder: answer.heldBy });
+      }
+      await sleep(CLAIM_POLL_MS, ctx.signal, { onAbort: 'reject' });
       const entry = fresh(await index.get(key));
-      if (!entry) return { claim: answer.claimed };
-      await answer.claimed.release();
-      return { entry };
+      if (entry) return { entry };
     }
-    const age = input.now() - answer.refreshedAt;
-    if (answer.heldBy.buildId === holder.buildId || age > CLAIM_STALE_MS) {
-      // This build's own earlier attempt (its worker died; the job came back), or an abandoned claim.
-      const why = answer.heldBy.buildId === holder.buildId ? 'by an earlier attempt of this build' : `by build ${answer.heldBy.buildId}, not refreshed for ${Math.round(age / 1000)} s`;
-      note(`${project}: key ${key.slice(0, 12)} was claimed ${why}: taking it over`);
-      replacing = answer.revision;
-      continue;
-    }
-    if (!waiting) {
-      note(`${project}: key ${key.slice(0, 12)} is being built by build ${answer.heldBy.buildId}${answer.heldBy.worker ? ` on ${answer.heldBy.worker}` : ''}: waiting for its image`);
-      waiting = true;
-    }
-    await sleep(CLAIM_POLL_MS, ctx.signal, { onAbort: 'reject' });
-    const entry = fresh(await index.get(key));
-    if (entry) return { entry };
+  } finally {
+    if (waiting) input.onWait?.(undefined);
   }
 }
+
+/** Told when a build starts waiting for another build's image of `project`, and (undefined) when it stops. */
+export type WaitListener = (waiting: { project: string; holder: ClaimHolder } | undefined) => void;
 
 /** Releases the claims of a build that ended (its results recorded, or it failed). Never throws. */
 export async function releaseClaims(plans: Map<string, ReusePlan> | undefined): Promise<void> {
@@ -102,7 +110,7 @@ export function reuseTarget(job: BuildJob, repository: string, tags: string[]): 
  */
 export async function planReuse(
   results: BuildResults | undefined,
-  input: { job: BuildJob; workspace: Workspace; selected: Project[]; checkout: SourceCheckout; repository: RepositoryInfo; holder: ClaimHolder; now: () => number },
+  input: { job: BuildJob; workspace: Workspace; selected: Project[]; checkout: SourceCheckout; repository: RepositoryInfo; holder: ClaimHolder; now: () => number; onWait?: WaitListener },
   ctx: PhaseContext,
 ): Promise<Map<string, ReusePlan>> {
   const plans = new Map<string, ReusePlan>();
@@ -159,7 +167,7 @@ export async function planReuse(
   const claimable = index as ResultIndex & Required<Pick<ResultIndex, 'claim'>>;
   for (const miss of misses.sort((a, b) => (a.plan.key < b.plan.key ? -1 : a.plan.key > b.plan.key ? 1 : 0))) {
     try {
-      const outcome = await claimOrAwait(claimable, { key: miss.plan.key, project: miss.project, holder: input.holder, ...(miss.gone ? { gone: miss.gone } : {}), now: input.now }, ctx, note);
+      const outcome = await claimOrAwait(claimable, { key: miss.plan.key, project: miss.project, holder: input.holder, ...(miss.gone ? { gone: miss.gone } : {}), now: input.now, ...(input.onWait ? { onWait: input.onWait } : {}) }, ctx, note);
       if ('claim' in outcome) {
         miss.plan.claim = outcome.claim;
         continue;

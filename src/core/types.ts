@@ -130,6 +130,12 @@ export interface BuildRecord {
   settings?: RepoSettingsRecord;
   /** Why a `skipped` build built nothing. */
   skipReason?: string;
+  /**
+   * While a running build waits for another build of the same inputs to make a project's image
+   * (core/result-reuse.ts): which project, which build (on which worker), since when. Removed when
+   * the wait ends.
+   */
+  waitingFor?: { project: string; buildId: string; worker?: string; since: string };
   error?: BuildError;
 }
 

@@ -6,7 +6,7 @@
 // Screenshots of the three pages go to the test's directory, and to docs/ when
 // OCI_BUILD_DASHBOARD_SCREENSHOTS=docs (how docs/dashboard-*.png are made).
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -39,6 +39,7 @@ let goRepo: FixtureRepo;
 let goBuildId: string;
 /** The slow repository's build, cancelled from the page. */
 let slowBuildId: string;
+let slowRepo: FixtureRepo;
 
 function startDaemon(args: string[], env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -183,6 +184,7 @@ describe('the dashboard', () => {
 
   it('cancel works from the page: the worker kills the build and the record says who cancelled', async () => {
     const slow = await served('sample-go-repo', 'slow-repo');
+    slowRepo = slow;
     const id = await push(slow, 'slow-repo');
     slowBuildId = id;
     await page.goto(`${serveUrl}/#/builds/${id}`);
@@ -204,6 +206,35 @@ describe('the dashboard', () => {
     expect(cancelled.error?.message).toContain('Cancelled by api:token#1');
     expect(await page.locator('dl.facts').textContent()).toContain('api:token#1');
     await waitFor(() => sleepers().length === 0, { timeoutMs: 20_000, what: "the build's processes to be killed" });
+  }, 200_000);
+
+  it('a build of the same inputs as a running one says on its page whom it waits for; cancelled while it waits, it ends at once', async () => {
+    // slow-repo's commit again, on two new branches: the first builds (and sleeps), the second
+    // waits for its image (Result reuse: builds of the same inputs at the same time).
+    const slow = slowRepo;
+    for (const branch of ['twin-a', 'twin-b']) execFileSync('git', ['-C', gitServer.repoPath('acme/slow-repo'), 'branch', '-f', branch, slow.commit]);
+    const pushed = await sendPush({ serveUrl, secret: SECRET, gitServer, name: 'slow-repo', commit: slow.commit, branch: 'twin-a' });
+    expect(pushed.status).toBe(202);
+    const first = pushed.body.jobId as string;
+    await waitFor(async () => (await record(first)).status === 'running' && sleepers().length > 0, { timeoutMs: 90_000, what: 'the first build to run its command' });
+    const answer = await sendPush({ serveUrl, secret: SECRET, gitServer, name: 'slow-repo', commit: slow.commit, branch: 'twin-b' });
+    expect(answer.status).toBe(202);
+    const second = answer.body.jobId as string;
+    await waitFor(async () => (await record(second)).waitingFor !== undefined, { timeoutMs: 60_000, what: 'the second build to wait for the first' });
+    expect((await record(second)).waitingFor).toMatchObject({ project: 'slow-repo', buildId: first, worker: 'dashboard-worker' });
+    await page.goto(`${serveUrl}/#/builds/${second}`);
+    await expect.poll(() => page.locator('dl.facts').textContent(), { timeout: 15_000 }).toContain(`Waiting forbuild ${first} on dashboard-worker to make the image of slow-repo (same inputs)`);
+    await expect(page.locator(`dl.facts a[href="#/builds/${first}"]`).count()).resolves.toBe(1);
+
+    await page.click('#cancel-build');
+    await page.locator('h1 .status[data-status="cancelled"]').waitFor({ timeout: 30_000 });
+    const cancelled = await record(second);
+    expect(cancelled).toMatchObject({ status: 'cancelled', error: { phase: 'build' } });
+    expect(cancelled.waitingFor).toBeUndefined();
+    expect(cancelled.phases.some((p) => p.name === 'build')).toBe(false);
+    expect((await record(first)).status).toBe('running');
+    expect((await runCli(['cancel', first, '--server', serveUrl, '--token', TOKEN])).code).toBe(0);
+    await waitFor(async () => (await record(first)).status === 'cancelled' && sleepers().length === 0, { timeoutMs: 30_000, what: 'the first build to be cancelled' });
   }, 200_000);
 
   it("a huge log shows its tail first, with Load all; ANSI colours are rendered and the log's HTML is text", async () => {

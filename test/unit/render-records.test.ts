@@ -294,6 +294,18 @@ describe('renderBuildDetails', () => {
     for (const line of lines) expect(line).toBe(line.trimEnd());
   });
 
+  it('says which build a build waits for, for which project, and since when', () => {
+    const waiting: BuildRecord = {
+      ...succeededMonorepo(),
+      status: 'running',
+      waitingFor: { project: 'api', buildId: 'gh-1234', worker: 'worker-b', since: '2026-11-29T09:02:30.000Z' },
+    };
+    delete waiting.finishedAt;
+    const lines = renderBuildDetails(waiting, { now, color: false }).split('\n');
+    expect(lines).toContain('Waiting for  build gh-1234 on worker-b to make the image of api (same inputs), since 2026-11-29T09:02:30.000Z (1m ago)');
+    expect(renderBuildDetails(succeededMonorepo(), { now, color: false })).not.toContain('Waiting for');
+  });
+
   it('shows a failed phase’s error and the build’s error with its code', () => {
     const text = renderBuildDetails(failedBuild(), { now, color: false });
     const lines = text.split('\n');

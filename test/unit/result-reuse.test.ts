@@ -220,6 +220,9 @@ describe('builds of the same inputs at the same time (claims on the shared index
     const b = deps(results, { workerName: 'worker-b' });
     const waiting = runPipeline(job({ id: 'b-second' }), b.all);
     await new Promise((r) => setTimeout(r, 50));
+    // Its record says whom it waits for, while it waits.
+    const store = b.all.store as MemoryBuildStore;
+    expect((await store.get('b-second'))?.waitingFor).toMatchObject({ project: 'api', buildId: 'b-first', worker: 'worker-a' });
     first.finish();
     const [{ record: made }, { record: reused }] = await Promise.all([running, waiting]);
     expect(made.status).toBe('succeeded');
@@ -235,6 +238,8 @@ describe('builds of the same inputs at the same time (claims on the shared index
     expect(log.some((l) => /reuses the image of build b-first .*made while this build waited/.test(l))).toBe(true);
     // Every claim released once the first build recorded its results.
     expect(index.claims.size).toBe(0);
+    expect(reused.waitingFor).toBeUndefined();
+    expect(store.history.some((r) => r.waitingFor !== undefined)).toBe(true);
   });
 
   it('a build that failed releases its claims: the one that waited builds', async () => {

@@ -79,6 +79,7 @@ export function renderBuildDetails(record: BuildRecord, options: BuildDetailsOpt
     field('Duration', duration === '-' ? undefined : duration),
     field('Cancelled by', record.cancelledBy ? printable(record.cancelledBy) : undefined),
     field('Skipped', record.skipReason ? printable(record.skipReason) : undefined),
+    field('Waiting for', record.waitingFor ? printable(waitingText(record.waitingFor, formatAge(record.waitingFor.since, now))) : undefined),
     field('Log', record.logPath ? printable(record.logPath) : undefined),
   ].filter((row): row is Array<Cell | string> => row !== undefined);
   const lines = alignColumns(fields);
@@ -115,4 +116,9 @@ function phaseNote(phase: BuildRecord['phases'][number]): string {
   if (phase.error) return printable(phase.error);
   const notes = [...(phase.cached ? ['cached'] : []), ...(phase.warning ? [`warning: ${printable(phase.warning)}`] : [])];
   return notes.join(', ');
+}
+
+/** `build <id> (on <worker>) to make the image of <project>: same inputs; since …`, for a build waiting for another's image. */
+function waitingText(waiting: NonNullable<BuildRecord['waitingFor']>, age: string): string {
+  return `build ${waiting.buildId}${waiting.worker ? ` on ${waiting.worker}` : ''} to make the image of ${waiting.project} (same inputs), since ${waiting.since} (${age})`;
 }

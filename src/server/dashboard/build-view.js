@@ -58,6 +58,13 @@ function renderSummary(record, ctx, refresh) {
     record.rebuildOf ? ['Rebuild of', h('a', { href: `#/builds/${encodeURIComponent(record.rebuildOf)}`, class: 'mono' }, record.rebuildOf)] : undefined,
     record.cancelledBy ? ['Cancelled by', record.cancelledBy + (record.cancelReason ? ` — ${record.cancelReason}` : '')] : undefined,
     record.skipReason ? ['Skipped', record.skipReason] : undefined,
+    record.waitingFor
+      ? [
+          'Waiting for',
+          h('span', {}, 'build ', h('a', { href: `#/builds/${encodeURIComponent(record.waitingFor.buildId)}`, class: 'mono' }, record.waitingFor.buildId),
+            `${record.waitingFor.worker ? ` on ${record.waitingFor.worker}` : ''} to make the image of ${record.waitingFor.project} (same inputs), since ${relativeTime(record.waitingFor.since)}`),
+        ]
+      : undefined,
     record.notifications?.length ? ['Commit statuses', notifications(record.notifications)] : undefined,
   ].filter(Boolean);
   return [
