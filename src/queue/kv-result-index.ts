@@ -7,22 +7,12 @@
 import type { KV } from 'nats';
 import type { ClaimAnswer, ClaimHolder, ResultClaim, ResultEntry, ResultIndex } from '../core/ports.js';
 import { CLAIM_REFRESH_MS } from '../core/result-reuse.js';
-import { parseResultEntry } from '../cache/result-index-file.js';
+import { parseClaimHolder, parseResultEntry } from '../cache/result-index-file.js';
 import { JsErrorCode, isJsError } from './nats-errors.js';
 import { natsUnavailable, openBucket, type NatsContext } from './nats.js';
 
 /** A conditional KV write that lost: the key holds another revision than the one expected. */
 const isWrongRevision = (err: unknown) => isJsError(err, JsErrorCode.WrongLastSequence);
-
-function parseHolder(text: string): ClaimHolder {
-  try {
-    const value = JSON.parse(text) as Partial<ClaimHolder>;
-    if (typeof value.buildId === 'string') return { buildId: value.buildId, ...(typeof value.worker === 'string' ? { worker: value.worker } : {}) };
-  } catch {
-    // a value not of our making: still a claim, of an unknown build
-  }
-  return { buildId: 'unknown' };
-}
 
 export const DEFAULT_RESULT_BUCKET = 'oci-build-results';
 
@@ -73,7 +63,7 @@ export class KvResultIndex implements ResultIndex {
       } catch (err) {
         throw natsUnavailable(`Cannot read the claim of result ${key.slice(0, 12)} in bucket ${this.name}`, err, this.ctx.config);
       }
-      if (current && current.operation === 'PUT') return { heldBy: parseHolder(current.string()), revision: current.revision, refreshedAt: current.created.getTime() };
+      if (current && current.operation === 'PUT') return { heldBy: parseClaimHolder(current.string()), revision: current.revision, refreshedAt: current.created.getTime() };
       replacing = undefined;
     }
     throw natsUnavailable(`Cannot claim result ${key.slice(0, 12)} in bucket ${this.name}`, new Error('the claim kept changing'), this.ctx.config);

@@ -3,7 +3,7 @@
 // same digest, for every fixture.
 
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildRecord } from '../../src/core/types.js';
@@ -11,6 +11,7 @@ import { isolatedEnv, runCli } from '../helpers/cli.js';
 import { fixtureRepo, tempDir, type FixtureRepo, type TempDir } from '../helpers/fixtures.js';
 import { seedBusybox, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { hasTool } from '../helpers/toolchains.js';
+import { waitFor } from '../helpers/ports.js';
 
 let sandbox: TempDir;
 let env: Record<string, string>;
@@ -142,6 +143,27 @@ describe.runIf(hasTool('mvn', ['-v']))('reuse through the registry (Java)', () =
     expect(noReuse.images[0]?.reusedFrom).toBeUndefined();
     expect(noReuse.images[0]?.digest).toBe(first.images[0]!.digest);
   });
+});
+
+describe('two builds of the same commit at once in one work directory', () => {
+  it('build it once: the second waits for the first one\'s image (its claim in the work directory) and reuses it', async () => {
+    // Two clones of one commit (same name, same tree: one key); a build command slow enough that
+    // the second starts while the first holds the key's claim.
+    const [a, b] = [await repo('sample-go-repo', 'twin-local'), await repo('sample-go-repo', 'twin-local')];
+    const config = join(sandbox.path, 'slow-go.yaml');
+    writeFileSync(config, 'build:\n  projects:\n    twin-local:\n      command: ["sh", "-c", "sleep 3 && CGO_ENABLED=0 go build -trimpath -o dist/ ./..."]\n');
+    const results = join(env.OCI_BUILD_WORK_DIR!, 'results');
+    const first = build(a.dir, ['-c', config]);
+    await waitFor(() => existsSync(results) && readdirSync(results).some((f) => f.endsWith('.claim')), { timeoutMs: 60_000, what: 'the first build to claim its key' });
+    const [made, waited] = await Promise.all([first, build(b.dir, ['-c', config])]);
+    expect(made.images[0]?.reusedFrom).toBeUndefined();
+    expect(waited.images[0]).toMatchObject({ reusedFrom: made.id, digest: made.images[0]!.digest });
+    expect(buildPhase(waited)?.status).toBe('skipped');
+    const log = logOf(waited);
+    expect(log).toMatch(new RegExp(`is being built by build ${made.id}: waiting for its image`));
+    expect(log).not.toMatch(/buildah bud|sleep 3/);
+    expect(readdirSync(results).filter((f) => f.endsWith('.claim'))).toEqual([]);
+  }, 240_000);
 });
 
 describe('a base image pushed again under the same tag', () => {

@@ -108,64 +108,88 @@ describe('FileResultIndex', () => {
   });
 });
 
-describe('KvResultIndex claims (two workers, one bucket, a real nats-server)', () => {
-  let claimServer: NatsServer;
-  let a: NatsContext;
-  let b: NatsContext;
-  let indexA: KvResultIndex;
-  let indexB: KvResultIndex;
-  beforeAll(async () => {
+/** Claims, as two builds see them through two indexes on one store (two workers on one bucket; two processes on one work directory). */
+function claimContract(name: string, setup: () => Promise<{ a: ResultIndex; b: ResultIndex }>, teardown: () => Promise<void>) {
+  describe(`ResultIndex claims: ${name}`, () => {
+    let indexA: Required<ResultIndex>;
+    let indexB: Required<ResultIndex>;
+    beforeAll(async () => {
+      const both = await setup();
+      indexA = both.a as Required<ResultIndex>;
+      indexB = both.b as Required<ResultIndex>;
+    });
+    afterAll(teardown);
+    const claimed = (answer: ClaimAnswer) => ('claimed' in answer ? answer.claimed : undefined);
+
+    it('of two claims of one key at once exactly one wins; the other is told who holds it', async () => {
+      const key = entry().key;
+      const before = Date.now();
+      const answers = await Promise.all([indexA.claim(key, { buildId: 'b-a', worker: 'worker-a' }), indexB.claim(key, { buildId: 'b-b', worker: 'worker-b' })]);
+      const winners = answers.filter((x) => 'claimed' in x);
+      expect(winners).toHaveLength(1);
+      const loser = answers.find((x) => 'heldBy' in x) as Extract<ClaimAnswer, { heldBy: unknown }>;
+      const winner = answers[0] === winners[0] ? { buildId: 'b-a', worker: 'worker-a' } : { buildId: 'b-b', worker: 'worker-b' };
+      expect(loser.heldBy).toEqual(winner);
+      expect(loser.refreshedAt).toBeGreaterThanOrEqual(before - 1_000);
+      await claimed(winners[0]!)!.release();
+    });
+
+    it('a held claim is refreshed (its revision moves) until released; then the key can be claimed again', async () => {
+      const key = entry().key;
+      const held = claimed(await indexA.claim(key, { buildId: 'b-a' }))!;
+      const first = (await indexB.claim(key, { buildId: 'b-b' })) as Extract<ClaimAnswer, { revision: number }>;
+      await new Promise((r) => setTimeout(r, 700));
+      const later = (await indexB.claim(key, { buildId: 'b-b' })) as Extract<ClaimAnswer, { revision: number }>;
+      expect(later.revision).toBeGreaterThan(first.revision);
+      expect(later.refreshedAt).toBeGreaterThan(first.refreshedAt);
+      await held.release();
+      const again = await indexB.claim(key, { buildId: 'b-b' });
+      expect('claimed' in again).toBe(true);
+      await claimed(again)!.release();
+    });
+
+    it("a claim taken over (replacing its revision) is the new holder's: the old holder's refreshes and release leave it alone", async () => {
+      const key = entry().key;
+      const old = claimed(await indexA.claim(key, { buildId: 'b-old' }))!;
+      const seen = (await indexB.claim(key, { buildId: 'b-new' })) as Extract<ClaimAnswer, { revision: number }>;
+      // A revision that is no longer the claim's does not take it over.
+      expect('heldBy' in (await indexB.claim(key, { buildId: 'b-new' }, seen.revision - 1))).toBe(true);
+      const current = (await indexB.claim(key, { buildId: 'b-new' })) as Extract<ClaimAnswer, { revision: number }>;
+      const taken = await indexB.claim(key, { buildId: 'b-new' }, current.revision);
+      expect('claimed' in taken).toBe(true);
+      await new Promise((r) => setTimeout(r, 500));
+      await old.release();
+      const now = (await indexA.claim(key, { buildId: 'b-third' })) as Extract<ClaimAnswer, { heldBy: unknown }>;
+      expect(now.heldBy).toEqual({ buildId: 'b-new' });
+      await claimed(taken)!.release();
+    });
+  });
+}
+
+let claimDir: TempDir;
+claimContract(
+  'file (two processes, one work directory)',
+  async () => {
+    claimDir = await tempDir('oci-build-claims-');
+    const results = join(claimDir.path, 'results');
+    return { a: new FileResultIndex(results, 200), b: new FileResultIndex(results, 200) };
+  },
+  async () => claimDir?.cleanup(),
+);
+
+let claimServer: NatsServer;
+let claimA: NatsContext;
+let claimB: NatsContext;
+claimContract(
+  'JetStream KV (two workers, one bucket, a real nats-server)',
+  async () => {
     claimServer = await startNatsServer();
     const config = { ...DEFAULTS.nats, url: claimServer.url, resultBucket: 'claim-results' };
-    [a, b] = await Promise.all([connectNats(config), connectNats(config)]);
-    indexA = new KvResultIndex(a, 'claim-results', 200);
-    indexB = new KvResultIndex(b, 'claim-results', 200);
-  });
-  afterAll(async () => {
-    await Promise.all([a && closeNats(a), b && closeNats(b)]);
+    [claimA, claimB] = await Promise.all([connectNats(config), connectNats(config)]);
+    return { a: new KvResultIndex(claimA, 'claim-results', 200), b: new KvResultIndex(claimB, 'claim-results', 200) };
+  },
+  async () => {
+    await Promise.all([claimA && closeNats(claimA), claimB && closeNats(claimB)]);
     await claimServer?.stop();
-  });
-  const claimed = (answer: ClaimAnswer) => ('claimed' in answer ? answer.claimed : undefined);
-
-  it('of two claims of one key at once exactly one wins; the other is told who holds it', async () => {
-    const key = entry().key;
-    const before = Date.now();
-    const answers = await Promise.all([indexA.claim(key, { buildId: 'b-a', worker: 'worker-a' }), indexB.claim(key, { buildId: 'b-b', worker: 'worker-b' })]);
-    const winners = answers.filter((x) => 'claimed' in x);
-    expect(winners).toHaveLength(1);
-    const loser = answers.find((x) => 'heldBy' in x) as Extract<ClaimAnswer, { heldBy: unknown }>;
-    const winner = answers[0] === winners[0] ? { buildId: 'b-a', worker: 'worker-a' } : { buildId: 'b-b', worker: 'worker-b' };
-    expect(loser.heldBy).toEqual(winner);
-    expect(loser.refreshedAt).toBeGreaterThanOrEqual(before - 1_000);
-    await claimed(winners[0]!)!.release();
-  });
-
-  it('a held claim is refreshed (its revision moves) until released; then the key can be claimed again', async () => {
-    const key = entry().key;
-    const held = claimed(await indexA.claim(key, { buildId: 'b-a' }))!;
-    const first = (await indexB.claim(key, { buildId: 'b-b' })) as Extract<ClaimAnswer, { revision: number }>;
-    await new Promise((r) => setTimeout(r, 700));
-    const later = (await indexB.claim(key, { buildId: 'b-b' })) as Extract<ClaimAnswer, { revision: number }>;
-    expect(later.revision).toBeGreaterThan(first.revision);
-    expect(later.refreshedAt).toBeGreaterThan(first.refreshedAt);
-    await held.release();
-    const again = await indexB.claim(key, { buildId: 'b-b' });
-    expect('claimed' in again).toBe(true);
-    await claimed(again)!.release();
-  });
-
-  it('a claim taken over (replacing its revision) is the new holder\'s: the old holder\'s refreshes and release leave it alone', async () => {
-    const key = entry().key;
-    const old = claimed(await indexA.claim(key, { buildId: 'b-old' }))!;
-    const seen = (await indexB.claim(key, { buildId: 'b-new' })) as Extract<ClaimAnswer, { revision: number }>;
-    // A revision that is no longer the claim's does not take it over.
-    expect('heldBy' in (await indexB.claim(key, { buildId: 'b-new' }, seen.revision - 1))).toBe(true);
-    const taken = await indexB.claim(key, { buildId: 'b-new' }, (await indexB.claim(key, { buildId: 'b-new' }) as Extract<ClaimAnswer, { revision: number }>).revision);
-    expect('claimed' in taken).toBe(true);
-    await new Promise((r) => setTimeout(r, 500));
-    await old.release();
-    const now = (await indexA.claim(key, { buildId: 'b-third' })) as Extract<ClaimAnswer, { heldBy: unknown }>;
-    expect(now.heldBy).toEqual({ buildId: 'b-new' });
-    await claimed(taken)!.release();
-  });
-});
+  },
+);
