@@ -11,25 +11,38 @@ import { connect as netConnect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolvePort(port));
-    });
+/**
+ * A free loopback port below the ephemeral range (32768–60999 here): a node is started again on its
+ * ports seconds or minutes after they were chosen, and a port of the ephemeral range may meanwhile
+ * be the source port of any outgoing connection on the machine (a CI run lost a node's start so:
+ * nats-server could not bind, and its client port never opened). Below that range only an explicit
+ * bind takes a port. `taken`: the ports this cluster already chose.
+ */
+function stablePort(taken) {
+  return new Promise((resolvePort) => {
+    const tryPort = () => {
+      const port = 20_000 + Math.floor(Math.random() * 12_000);
+      if (taken.has(port)) return tryPort();
+      const server = createServer();
+      server.unref();
+      server.once('error', () => tryPort());
+      server.listen(port, '127.0.0.1', () => {
+        taken.add(port);
+        server.close(() => resolvePort(port));
+      });
+    };
+    tryPort();
   });
 }
 
-async function waitFor(check, { timeoutMs = 15_000, intervalMs = 50, what = 'a condition' } = {}) {
+async function waitFor(check, { timeoutMs = 15_000, intervalMs = 50, what = 'a condition', failFast = false } = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       if (await check()) return;
-    } catch {
-      // not ready yet
+    } catch (err) {
+      // not ready yet; `failFast`: a thrown error is the answer
+      if (failFast) throw err;
     }
     if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
@@ -58,7 +71,9 @@ export async function startNatsCluster(options = {}) {
   const running = options.running ?? size;
   const clusterName = options.name ?? 'oci-build-test';
   const root = { path: await mkdtemp(join(tmpdir(), 'oci-build-nats-cluster-')) };
-  const ports = await Promise.all(Array.from({ length: size }, async () => ({ port: await freePort(), clusterPort: await freePort(), monitorPort: await freePort() })));
+  const taken = new Set();
+  const ports = [];
+  for (let i = 0; i < size; i++) ports.push({ port: await stablePort(taken), clusterPort: await stablePort(taken), monitorPort: await stablePort(taken) });
   const nodes = [];
   for (const [i, p] of ports.entries()) {
     const name = `n${i + 1}`;
@@ -89,11 +104,22 @@ export async function startNatsCluster(options = {}) {
       running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
       start: async () => {
         if (child && child.exitCode === null && child.signalCode === null) return;
-        child = spawn('nats-server', ['-c', configFile], { stdio: 'ignore' });
-        child.on('error', (err) => {
+        const started = spawn('nats-server', ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+        child = started;
+        let output = '';
+        started.stderr.on('data', (d) => (output = (output + d.toString()).slice(-4_000)));
+        started.on('error', (err) => {
           throw new Error(`cannot start nats-server (apt-get install -y nats-server): ${err.message}`);
         });
-        await waitFor(() => portOpen(p.port), { what: `nats-server ${name} on port ${p.port}`, timeoutMs: 20_000 });
+        await waitFor(
+          async () => {
+            if (started.exitCode !== null || started.signalCode !== null) throw new Error(`nats-server ${name} exited (${started.exitCode ?? started.signalCode}) before listening:\n${output}`);
+            return portOpen(p.port);
+          },
+          { what: `nats-server ${name} on port ${p.port}`, timeoutMs: 20_000, failFast: true },
+        ).catch((err) => {
+          throw new Error(`${err.message}${output && !err.message.includes(output) ? `\n${output}` : ''}`);
+        });
       },
       kill: async () => {
         const running = child;

@@ -1,6 +1,8 @@
 // The 3-node cluster helper itself: an R3 stream survives its leader's SIGKILL (a new leader is
 // elected among the other two, the messages are all there) and the killed node catches up.
 
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, StorageType, type NatsConnection } from 'nats';
 import { startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.mjs';
@@ -59,4 +61,30 @@ describe('startNatsCluster', () => {
       )
       .toBe(true);
   }, 120_000);
+});
+
+describe('startNatsCluster ports', () => {
+  it('are below the ephemeral range (a node started again later finds them free), and a node that cannot bind says why at once', async () => {
+    const [lowestEphemeral] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    const small = await startNatsCluster({ size: 3, running: 1 });
+    try {
+      const ports = small.nodes.flatMap((n) => [n.port, n.clusterPort, n.monitorPort]);
+      expect(new Set(ports).size).toBe(9);
+      for (const port of ports) expect(port).toBeLessThan(lowestEphemeral!);
+      // What a CI run met: a port of the node taken meanwhile. The start fails with nats-server's words, not a 20 s timeout.
+      const squatter = createServer();
+      await new Promise<void>((r) => squatter.listen(small.nodes[1]!.monitorPort, '127.0.0.1', r));
+      try {
+        const started = Date.now();
+        const error = await small.nodes[1]!.start().then(() => undefined, (e: Error) => e);
+        expect(error?.message).toMatch(/nats-server n2 exited .* before listening/);
+        expect(error?.message).toMatch(/address already in use/);
+        expect(Date.now() - started).toBeLessThan(15_000);
+      } finally {
+        await new Promise((r) => squatter.close(r));
+      }
+    } finally {
+      await small.stop();
+    }
+  }, 60_000);
 });
