@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ClaimAnswer, ClaimHolder, ResultClaim, ResultEntry, ResultIndex } from '../core/ports.js';
-import { CLAIM_REFRESH_MS } from '../core/result-reuse.js';
+import { CLAIM_REFRESH_MS, keptClaim } from '../core/result-reuse.js';
 import { writeFileAtomic } from '../fs/atomic-write.js';
 
 const KEY = /^[0-9a-f]{64}$/;
@@ -132,35 +132,21 @@ async function createWhole(path: string, data: string): Promise<boolean> {
   }
 }
 
-/**
- * A claim file this process holds (its nonce in it): its mtime set to now every `refreshMs`, removed
- * on release while it is still ours. Refreshes and the release run one after the other; a refresh
- * that finds another nonce lost the claim (taken over) and stops.
- */
+/** A claim file this process holds (its nonce in it): its mtime set to now while it is ours, removed on release while it is still ours. */
 function heldFileClaim(path: string, nonce: string, refreshMs: number): ResultClaim {
-  let held = true;
-  let chain: Promise<void> = Promise.resolve();
-  const serially = (step: () => Promise<void>) => (chain = chain.then(step, step));
   const ours = async () => (await readClaimFile(path).catch(() => undefined))?.nonce === nonce;
-  const timer = setInterval(() => {
-    void serially(async () => {
-      if (!held) return;
-      if (!(await ours())) {
-        held = false;
-        return;
-      }
-      const now = new Date();
-      await utimes(path, now, now).catch(() => undefined);
-    });
-  }, refreshMs);
-  timer.unref();
-  return {
-    release: () =>
-      serially(async () => {
-        clearInterval(timer);
-        if (!held) return;
-        held = false;
-        if (await ours()) await unlink(path).catch(() => undefined);
-      }),
-  };
+  return keptClaim(
+    {
+      refresh: async () => {
+        if (!(await ours())) return false;
+        const now = new Date();
+        await utimes(path, now, now);
+        return true;
+      },
+      release: async () => {
+        if (await ours()) await unlink(path);
+      },
+    },
+    refreshMs,
+  );
 }

@@ -33,6 +33,33 @@ export const CLAIM_STALE_MS = 30_000;
 export const CLAIM_POLL_MS = 500;
 
 /**
+ * A claim an index holds for this process (the file index and the KV bucket alike): `refresh` every
+ * `refreshMs` until it answers false (the claim is no longer ours: taken over as abandoned), then
+ * `release` once, never both at once. Their errors are let pass: a claim not refreshed goes stale
+ * and its waiters take it over after CLAIM_STALE_MS, a second build, never a wrong image.
+ */
+export function keptClaim(steps: { refresh(): Promise<boolean>; release(): Promise<void> }, refreshMs: number): ResultClaim {
+  let held = true;
+  let chain: Promise<void> = Promise.resolve();
+  const serially = (step: () => Promise<void>) => (chain = chain.then(step, step));
+  const timer = setInterval(() => {
+    void serially(async () => {
+      if (held) held = await steps.refresh().catch(() => true);
+    });
+  }, refreshMs);
+  timer.unref();
+  return {
+    release: () =>
+      serially(async () => {
+        clearInterval(timer);
+        if (!held) return;
+        held = false;
+        await steps.release().catch(() => undefined);
+      }),
+  };
+}
+
+/**
  * Claims `key`, or waits until the build holding it has recorded its image (`entry`, never the
  * `gone` entry already known to be of no use). Throws the signal's error when the job is cancelled
  * or times out while it waits.

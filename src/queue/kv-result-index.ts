@@ -6,7 +6,7 @@
 
 import type { KV } from 'nats';
 import type { ClaimAnswer, ClaimHolder, ResultClaim, ResultEntry, ResultIndex } from '../core/ports.js';
-import { CLAIM_REFRESH_MS } from '../core/result-reuse.js';
+import { CLAIM_REFRESH_MS, keptClaim } from '../core/result-reuse.js';
 import { parseClaimHolder, parseResultEntry } from '../cache/result-index-file.js';
 import { JsErrorCode, isJsError } from './nats-errors.js';
 import { natsUnavailable, openBucket, type NatsContext } from './nats.js';
@@ -79,40 +79,22 @@ export class KvResultIndex implements ResultIndex {
   }
 }
 
-/**
- * A claim this process holds: rewritten every `refreshMs` (its revision is its heartbeat),
- * deleted on release while it is still ours. Writes are serialised, so a release never races a
- * refresh. A refresh that finds another revision lost the claim (judged abandoned and taken over):
- * it stops; a NATS error is let pass (the next refresh tries again, and a claim not refreshed for
- * CLAIM_STALE_MS is taken over, which costs a second build, never a wrong image).
- */
+/** A claim this process holds: rewritten while it is ours (its revision is its heartbeat), deleted on release while it is still ours. */
 function heldClaim(kv: KV, claimKey: string, data: string, revision: number, refreshMs: number): ResultClaim {
-  let current: number | undefined = revision;
-  let chain: Promise<void> = Promise.resolve();
-  const serially = (step: () => Promise<void>) => (chain = chain.then(step, step));
-  const timer = setInterval(() => {
-    void serially(async () => {
-      if (current === undefined) return;
-      try {
-        current = await kv.update(claimKey, data, current);
-      } catch (err) {
-        if (isWrongRevision(err)) current = undefined;
-      }
-    });
-  }, refreshMs);
-  timer.unref();
-  return {
-    release: () =>
-      serially(async () => {
-        clearInterval(timer);
-        if (current === undefined) return;
-        const expected = current;
-        current = undefined;
+  let current = revision;
+  return keptClaim(
+    {
+      refresh: async () => {
         try {
-          await kv.delete(claimKey, { previousSeq: expected });
-        } catch {
-          // taken over, or NATS is away: the claim goes stale and its waiters take it over
+          current = await kv.update(claimKey, data, current);
+          return true;
+        } catch (err) {
+          // Another revision: taken over. Anything else (NATS away): the next refresh tries again.
+          return !isWrongRevision(err);
         }
-      }),
-  };
+      },
+      release: () => kv.delete(claimKey, { previousSeq: current }),
+    },
+    refreshMs,
+  );
 }
