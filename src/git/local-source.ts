@@ -10,6 +10,7 @@ import type { BuildJob, RepositoryInfo } from '../core/types.js';
 import { objectIdAt } from './object-id.js';
 import { changedFilesBetween, isNullCommit, resolveRevision } from './tree-diff.js';
 import { parseRemoteUrl, redactUrl } from './url.js';
+import { worktreeChangesFromIndex } from './worktree-status.js';
 
 export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseContext): Promise<SourceCheckout> {
   const dir = resolve(path);
@@ -41,12 +42,13 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
   }
   const prefix = relative(root, dir);
   // Independent reads of the repository, at once: their file reads overlap.
+  const commitRead = git.readCommit({ fs, dir: root, oid: commit, cache });
   const [{ commit: commitObject }, branch, origin, changedInWorktree] = await Promise.all([
-    git.readCommit({ fs, dir: root, oid: commit, cache }),
+    commitRead,
     git.currentBranch({ fs, dir: root, fullname: false, test: true }),
     git.getConfig({ fs, dir: root, path: 'remote.origin.url' }).catch(() => undefined),
     // Only the directory built counts: a change elsewhere in the repository does not make it dirty.
-    worktreeChanges(root, cache, prefix === '' ? undefined : [prefix]),
+    commitRead.then(({ commit: { tree } }) => worktreeChanges(root, tree, cache, prefix)),
   ]);
   let fullName = basename(dir);
   let cloneUrl: string | undefined;
@@ -147,10 +149,25 @@ const statusFs = {
   },
 };
 
-/** Paths (relative to the repository root) whose worktree state differs from HEAD; ignored files excluded. */
-async function worktreeChanges(root: string, cache: object, filepaths?: string[]): Promise<string[]> {
+/**
+ * Paths (relative to the repository root) whose worktree state differs from HEAD; ignored files
+ * excluded. From the index when it settles the question (worktree-status.ts), else from
+ * isomorphic-git's walk of HEAD, the index and the worktree.
+ */
+async function worktreeChanges(root: string, headTree: string, cache: object, prefix: string): Promise<string[]> {
+  const fromIndex = await worktreeChangesFromIndex({
+    root,
+    headTree,
+    ...(prefix === '' ? {} : { prefix }),
+    isIgnored: (filepath) => git.isIgnored({ fs, dir: root, filepath }),
+  });
+  return fromIndex ?? (await worktreeChangesWalked(root, cache, prefix));
+}
+
+/** worktreeChanges by isomorphic-git's statusMatrix. Exported for the tests, which compare both ways. */
+export async function worktreeChangesWalked(root: string, cache: object, prefix: string): Promise<string[]> {
   // refresh: false — never rewrite the user's index just to describe it.
-  const matrix = await git.statusMatrix({ fs: statusFs, dir: root, cache, refresh: false, ...(filepaths ? { filepaths } : {}) });
+  const matrix = await git.statusMatrix({ fs: statusFs, dir: root, cache, refresh: false, ...(prefix === '' ? {} : { filepaths: [prefix] }) });
   const changed: string[] = [];
   for (const [file, head, workdir] of matrix) {
     // Compared with HEAD only (the index does not matter: the build sees the worktree).

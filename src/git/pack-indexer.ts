@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { inflateSync } from 'node:zlib';
 import { writeFileAtomic } from '../fs/atomic-write.js';
+import { gitObjectId } from './object-hash.js';
 import { applyDelta, OBJECT_TYPE_NAMES, OFS_DELTA, PackFormatError, readObjectHeader, readOfsDeltaDistance, REF_DELTA } from './pack-objects.js';
 
 /** zlib.crc32 is Node ≥ 20.15; engines allows any 20, so older ones get a table-driven one. */
@@ -68,10 +69,6 @@ export type ExternalObjectReader = (oid: string) => Promise<{ type: string; data
 export interface IndexedPack {
   packPath: string;
   objects: number;
-}
-
-function hashObject(kind: string, data: Buffer): string {
-  return createHash('sha1').update(`${kind} ${data.length}\0`).update(data).digest('hex');
 }
 
 /**
@@ -133,7 +130,7 @@ export async function indexAndStorePack(
     entry.end = pos;
     if (OBJECT_TYPE_NAMES[type]) {
       entry.kind = OBJECT_TYPE_NAMES[type];
-      entry.oid = hashObject(entry.kind, inflated.buffer);
+      entry.oid = gitObjectId(entry.kind, inflated.buffer);
       entry.full = retain(inflated.buffer);
     } else {
       entry.delta = retain(inflated.buffer);
@@ -162,7 +159,7 @@ export async function indexAndStorePack(
       if (base?.oid) {
         const full = applyDelta(contentOf(base), entry.delta ?? inflateAt(entry));
         entry.kind = base.kind!;
-        entry.oid = hashObject(entry.kind, full);
+        entry.oid = gitObjectId(entry.kind, full);
         entry.full = retain(full);
         byOid.set(entry.oid, entry);
       } else if (!base && entry.baseOid && readExternal) {
@@ -171,7 +168,7 @@ export async function indexAndStorePack(
         entry.externalBase = external.data;
         const full = applyDelta(external.data, entry.delta ?? inflateAt(entry));
         entry.kind = external.type;
-        entry.oid = hashObject(entry.kind, full);
+        entry.oid = gitObjectId(entry.kind, full);
         entry.full = retain(full);
         byOid.set(entry.oid, entry);
       } else if (!base) {
