@@ -29,6 +29,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Script } from 'node:vm';
 import { build } from 'rolldown';
+import { isomorphicGitNodeSha1 } from './sea-isomorphic-git.mjs';
 import { trainCodeCaches } from './sea-train.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -200,7 +201,7 @@ export function inputsDigest() {
   const hash = createHash('sha256').update(process.version).update(process.execPath);
   const files = [
     ...listFiles(join(root, 'dist')).filter((f) => f.endsWith('.js') && !/[\\/]dist[\\/](bundle|sea)/.test(f)),
-    ...['bin/oci-build-sea.js', 'bin/run-cli.js', 'scripts/sea.mjs', 'scripts/sea-code-cache.cjs', 'scripts/sea-train.mjs', 'package.json', 'package-lock.json', 'schema/oci-build.config.schema.json'].map((f) => join(root, f)),
+    ...['bin/oci-build-sea.js', 'bin/run-cli.js', 'scripts/sea.mjs', 'scripts/sea-code-cache.cjs', 'scripts/sea-isomorphic-git.mjs', 'scripts/sea-train.mjs', 'package.json', 'package-lock.json', 'schema/oci-build.config.schema.json'].map((f) => join(root, f)),
   ].sort();
   for (const file of files) hash.update(file).update('\0').update(readFileSync(file)).update('\0');
   return hash.digest('hex');
@@ -229,7 +230,7 @@ export async function buildSea({ ifStale = false } = {}) {
       input: join(root, 'bin/oci-build-sea.js'),
       platform: 'node',
       logLevel: 'warn',
-      plugins: [bareRequire, withoutAjvCompiler(), lazyBuiltins, chunksFromAssets],
+      plugins: [bareRequire, withoutAjvCompiler(), isomorphicGitNodeSha1, lazyBuiltins, chunksFromAssets],
       // Minified: less source to keep in the snapshot and in the assets. Names are kept: errors
       // are reported by their class's name (--json).
       output: {
