@@ -2,8 +2,8 @@
 // Every tool reaches its cache through environment variables (toolEnv), so a tool started
 // indirectly (an Nx target running `mvn`, a package script running `go`) uses the same caches.
 
-import { existsSync, type Stats } from 'node:fs';
-import { chmod, cp, lstat, mkdir, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, writeFileSync, type Stats } from 'node:fs';
+import { chmod, cp, lstat, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 export type CacheKind = 'go-mod' | 'go-build' | 'maven' | 'nuget' | 'npm' | 'nx';
@@ -75,25 +75,20 @@ export class CacheService {
    * it has not been seeded yet. Idempotent and cheap once done (remembered per instance).
    */
   async prepare(kinds: readonly CacheKind[] = CACHE_KINDS): Promise<void> {
-    // Independent directories, made at once (each is a thread-pool round trip).
-    await Promise.all([
-      this.toolHomesReady ? undefined : this.prepareToolHomes(),
-      ...kinds
-        .filter((kind) => !this.prepared.has(kind))
-        .map(async (kind) => {
-          await mkdir(this.path(kind), { recursive: true });
-          if (kind === 'maven') await this.seedMaven();
-          this.prepared.add(kind);
-        }),
-    ]);
-  }
-
-  private async prepareToolHomes(): Promise<void> {
-    await Promise.all([
-      mkdir(this.dotnetHome(), { recursive: true }),
-      mkdir(dirname(this.mavenSettingsFile()), { recursive: true }).then(() => writeFile(this.mavenSettingsFile(), mavenSettings(this.path('maven'), this.mavenOffline))),
-    ]);
-    this.toolHomesReady = true;
+    // Made synchronously: each is microseconds of work where an asynchronous mkdir is a thread-pool
+    // round trip, and a CLI build waits for them before its first command (bench/local-overhead).
+    if (!this.toolHomesReady) {
+      mkdirSync(this.dotnetHome(), { recursive: true });
+      mkdirSync(dirname(this.mavenSettingsFile()), { recursive: true });
+      writeFileSync(this.mavenSettingsFile(), mavenSettings(this.path('maven'), this.mavenOffline));
+      this.toolHomesReady = true;
+    }
+    for (const kind of kinds) {
+      if (this.prepared.has(kind)) continue;
+      mkdirSync(this.path(kind), { recursive: true });
+      if (kind === 'maven') await this.seedMaven();
+      this.prepared.add(kind);
+    }
   }
 
   private async seedMaven(): Promise<void> {
