@@ -17,7 +17,7 @@ import { installHint, runCommand, type CommandRunner, type RunOptions, type RunR
 
 export type SandboxMode = 'bubblewrap' | 'none';
 
-export interface BuildRunOptions extends Omit<RunOptions, 'inheritEnv'> {
+export interface BuildRunOptions extends Omit<RunOptions, 'inheritEnv' | 'contained'> {
   /** The tree being built: writable, and the only part of the work directory visible. */
   tree: string;
   /** Directories the command may write besides the tree: its caches, a temp dir of the caller. */
@@ -236,6 +236,8 @@ export function createBuildRunner(options: BuildRunnerOptions): BuildRunner {
         inheritEnv: false,
         log: watching,
         displayName: name,
+        // --unshare-pid: whatever the command leaves running dies with the namespace's init.
+        contained: true,
       });
     } catch (err) {
       // Only bwrap itself is run here: a missing executable is bubblewrap not installed.

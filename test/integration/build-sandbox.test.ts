@@ -145,6 +145,18 @@ describe('the bubblewrap build runner', () => {
     expect(await sleeping()).toBe(0);
   });
 
+  it('ends what a command leaves running when it exits: the namespace dies with it, and the build is not held open', async () => {
+    const marker = `${Math.floor(Math.random() * 1e6) + 1000}.5`;
+    const sleeping = async () => (await runCommand('ps', ['-eo', 'args='])).stdout.split('\n').filter((l) => l.trim() === `sleep ${marker}`).length;
+    // The background sleep holds the output pipes: the command settles only once it is gone.
+    const result = await sandboxed('sh', ['-c', `sleep ${marker} & echo left`], { cwd: tree, tree });
+    expect(result.stdout.trim()).toBe('left');
+    expect(await sleeping()).toBe(0);
+    // Detached from the pipes, it dies all the same.
+    await sandboxed('sh', ['-c', `sleep ${marker} >/dev/null 2>&1 </dev/null & echo left`], { cwd: tree, tree });
+    expect(await sleeping()).toBe(0);
+  });
+
   it('reports a failing command as the command, with its exit code', async () => {
     const error = await sandboxed('sh', ['-c', 'echo "main.go:1: boom" >&2; exit 3'], { cwd: tree, tree, displayName: 'go build' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CommandFailedError);

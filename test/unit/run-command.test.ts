@@ -156,6 +156,23 @@ describe('runCommand', () => {
     expect(groupAlive(Number(sink.text('stdout')[0]))).toBe(false);
   });
 
+  test("a contained command's group is not looked over when it exits: the caller vouches that nothing outlives it", async () => {
+    const sink = new MemorySink();
+    // A background process that lets go of the pipes, which only a look at the group would find.
+    await runCommand('sh', ['-c', 'echo $$; sleep 100 >/dev/null 2>&1 </dev/null &'], { log: sink, killGraceMs: 1_000, contained: true });
+    const pgid = Number(sink.text('stdout')[0]);
+    try {
+      expect(groupAlive(pgid)).toBe(true);
+    } finally {
+      process.kill(-pgid, 'SIGKILL');
+    }
+    const uncontained = new MemorySink();
+    await runCommand('sh', ['-c', 'echo $$; sleep 100 >/dev/null 2>&1 </dev/null &'], { log: uncontained, killGraceMs: 1_000 });
+    const deadline = Date.now() + 5_000;
+    while (groupAlive(Number(uncontained.text('stdout')[0])) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(groupAlive(Number(uncontained.text('stdout')[0]))).toBe(false);
+  });
+
   test('an already aborted signal rejects without starting anything', async () => {
     const controller = new AbortController();
     controller.abort();
