@@ -140,13 +140,19 @@ var __seaChunk = ((entry, builtinRequire) => {
   // Asked at each load, never kept: the snapshot is made while it is true.
   const building = () => builtinRequire('node:v8').startupSnapshot.isBuildingSnapshot();
   let sea, vm, training;
-  const source = (name) => building() ? builtinRequire('node:fs').readFileSync(${JSON.stringify(chunksDir)} + '/' + name, 'utf8') : sea.getAsset(name, 'utf8');
+  // The assets are read in place (getRawAsset: getAsset copies each one) and an ASCII chunk, as
+  // most are, is decoded as Latin-1: the same text, a one-byte string made without UTF-8 decoding.
+  const source = (name) => {
+    if (building()) return builtinRequire('node:fs').readFileSync(${JSON.stringify(chunksDir)} + '/' + name, 'utf8');
+    const bytes = Buffer.from(sea.getRawAsset(name));
+    return bytes.toString(builtinRequire('node:buffer').isAscii(bytes) ? 'latin1' : 'utf8');
+  };
   // OCI_BUILD_SEA_TRAIN_DIR (scripts/sea-train.mjs, at build time): a chunk's code cache is read
   // from that directory (the embedded one when it has none), and written back there with what the
   // run compiled when the process exits. A cache V8 refused is said on stderr.
   const cacheOf = (name, trainDir) => {
     const file = trainDir + '/' + name + '.cache';
-    return trainDir && builtinRequire('node:fs').existsSync(file) ? builtinRequire('node:fs').readFileSync(file) : Buffer.from(sea.getAsset(name + '.cache'));
+    return trainDir && builtinRequire('node:fs').existsSync(file) ? builtinRequire('node:fs').readFileSync(file) : Buffer.from(sea.getRawAsset(name + '.cache'));
   };
   const train = (trainDir, name, script) => {
     if (script.cachedDataRejected) process._rawDebug('oci-build: the code cache of ' + name + ' was rejected');

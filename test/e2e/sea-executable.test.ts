@@ -54,6 +54,8 @@ describe('dist/oci-build, alone', () => {
     const built = await run(['build', repo.dir, '--json'], isolatedEnv(dir.path));
     expect(built.stderr).not.toMatch(/internal error/);
     expect(built.code).toBe(0);
+    // Text beyond ASCII comes through whole: chunks are decoded as UTF-8 unless they are ASCII.
+    expect(built.stderr).toMatch(/ source … done in \d+ms/);
     const record = JSON.parse(built.stdout) as { status: string; images: Array<{ repository: string; tags: string[] }> };
     expect(record.status).toBe('succeeded');
     expect(record.images[0]).toMatchObject({ repository: 'sample-go-repo', tags: expect.arrayContaining([`sha-${repo.commit.slice(0, 7)}`, 'main']) });
