@@ -3,14 +3,15 @@
 
 import * as fs from 'node:fs';
 import { basename, relative, resolve } from 'node:path';
-import git from './isomorphic-git.js';
 import { InputError } from '../core/errors.js';
 import type { PhaseContext, SourceCheckout } from '../core/ports.js';
 import type { BuildJob, RepositoryInfo } from '../core/types.js';
-import { objectIdAt } from './object-id.js';
-import { changedFilesBetween, isNullCommit, resolveRevision } from './tree-diff.js';
+import { findRepositoryRoot, LocalRepository } from './local-repository.js';
 import { parseRemoteUrl, redactUrl } from './url.js';
 import { worktreeChangesFromIndex } from './worktree-status.js';
+
+/** isomorphic-git, loaded only for what LocalRepository does not read (and for --affected). */
+const isomorphicGit = async () => (await import('./isomorphic-git.js')).default;
 
 export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseContext): Promise<SourceCheckout> {
   const dir = resolve(path);
@@ -27,29 +28,42 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
   }
   if (!stats.isDirectory()) throw new InputError(`The source ${dir} is not a directory`, { hint: 'Give the path of a checked-out Git repository, or an http(s) Git URL.' });
 
-  let root: string;
-  try {
-    root = await git.findRoot({ fs, filepath: dir });
-  } catch {
-    throw notARepository('is not a Git repository');
-  }
-  const cache = {};
-  let commit: string;
-  try {
-    commit = await git.resolveRef({ fs, dir: root, ref: 'HEAD' });
-  } catch {
-    throw notARepository('is a Git repository without any commit yet');
-  }
+  const root = findRepositoryRoot(dir);
+  if (root === undefined) throw notARepository('is not a Git repository');
   const prefix = relative(root, dir);
-  // Independent reads of the repository, at once: their file reads overlap.
-  const commitRead = git.readCommit({ fs, dir: root, oid: commit, cache });
-  const [{ commit: commitObject }, branch, origin, changedInWorktree] = await Promise.all([
-    commitRead,
-    git.currentBranch({ fs, dir: root, fullname: false, test: true }),
-    git.getConfig({ fs, dir: root, path: 'remote.origin.url' }).catch(() => undefined),
-    // Only the directory built counts: a change elsewhere in the repository does not make it dirty.
-    commitRead.then(({ commit: { tree } }) => worktreeChanges(root, tree, cache, prefix)),
-  ]);
+  const repo = LocalRepository.at(root);
+  const cache = {};
+  // HEAD, its commit and the origin remote read directly; isomorphic-git for what that does not read.
+  const head = repo?.head();
+  const direct = head && repo?.readCommit(head.commit);
+  let commit: string;
+  let branch: string | undefined;
+  let origin: unknown;
+  let tree: string;
+  let commitTime: number;
+  if (repo && head && direct) {
+    ({ commit, branch } = head);
+    ({ tree, committerTime: commitTime } = direct);
+    origin = repo.config('remote.origin.url');
+  } else {
+    const git = await isomorphicGit();
+    try {
+      commit = await git.resolveRef({ fs, dir: root, ref: 'HEAD' });
+    } catch {
+      throw notARepository('is a Git repository without any commit yet');
+    }
+    const [{ commit: commitObject }, currentBranch, originUrl] = await Promise.all([
+      git.readCommit({ fs, dir: root, oid: commit, cache }),
+      git.currentBranch({ fs, dir: root, fullname: false, test: true }),
+      git.getConfig({ fs, dir: root, path: 'remote.origin.url' }).catch(() => undefined),
+    ]);
+    branch = currentBranch ?? undefined;
+    origin = originUrl;
+    tree = commitObject.tree;
+    commitTime = commitObject.committer.timestamp;
+  }
+  // Only the directory built counts: a change elsewhere in the repository does not make it dirty.
+  const changedInWorktree = await worktreeChanges(root, repo, tree, cache, prefix);
   let fullName = basename(dir);
   let cloneUrl: string | undefined;
   // A clone of a directory (`git clone /srv/main`, `file://…`) names no repository anyone else can
@@ -91,9 +105,10 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
     // A subdirectory of a repository (a fixture, one service of a monorepo without Nx) is imaged
     // under its own name, not the repository's.
     ...(prefix !== '' ? { imageName: basename(dir) } : {}),
-    commitTime: commitObject.committer.timestamp,
+    commitTime,
     warnings: [],
     async changedFilesSince(base) {
+      const { changedFilesBetween, isNullCommit, resolveRevision } = await import('./tree-diff.js');
       if (isNullCommit(base)) return undefined;
       // `git rev-parse` forms: a SHA, a branch, tag or remote branch (origin/main), HEAD~2 …
       const resolved = await resolveRevision({ fs, dir: root, cache }, base, (name) => [name]);
@@ -103,9 +118,16 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
       // The build uses the worktree as it is, so uncommitted changes count as changed too.
       return toDirRelative([...new Set([...changed, ...changedInWorktree])].sort());
     },
-    objectIdOf: (path) => objectIdAt({ fs, dir: root, cache }, commit, prefix === '' ? path : `${prefix}/${path}`),
+    async objectIdOf(path) {
+      const full = prefix === '' ? path : `${prefix}/${path}`;
+      const found = repo?.objectIdIn(tree, full);
+      if (found !== undefined) return found ?? undefined;
+      const { objectIdAt } = await import('./object-id.js');
+      return objectIdAt({ fs, dir: root, cache }, commit, full);
+    },
     async dispose() {
-      // The user's own directory: nothing to remove.
+      // The user's own directory: nothing to remove; only the pack files read are closed.
+      repo?.close();
     },
   };
 }
@@ -154,18 +176,20 @@ const statusFs = {
  * excluded. From the index when it settles the question (worktree-status.ts), else from
  * isomorphic-git's walk of HEAD, the index and the worktree.
  */
-async function worktreeChanges(root: string, headTree: string, cache: object, prefix: string): Promise<string[]> {
+async function worktreeChanges(root: string, repo: LocalRepository | undefined, headTree: string, cache: object, prefix: string): Promise<string[]> {
+  const git = repo ? undefined : await isomorphicGit();
   const fromIndex = await worktreeChangesFromIndex({
     root,
     headTree,
     ...(prefix === '' ? {} : { prefix }),
-    isIgnored: (filepath) => git.isIgnored({ fs, dir: root, filepath }),
+    isIgnored: async (filepath) => (repo ? repo.isIgnored(filepath) : git!.isIgnored({ fs, dir: root, filepath })),
   });
   return fromIndex ?? (await worktreeChangesWalked(root, cache, prefix));
 }
 
 /** worktreeChanges by isomorphic-git's statusMatrix. Exported for the tests, which compare both ways. */
 export async function worktreeChangesWalked(root: string, cache: object, prefix: string): Promise<string[]> {
+  const git = await isomorphicGit();
   // refresh: false — never rewrite the user's index just to describe it.
   const matrix = await git.statusMatrix({ fs: statusFs, dir: root, cache, refresh: false, ...(prefix === '' ? {} : { filepaths: [prefix] }) });
   const changed: string[] = [];

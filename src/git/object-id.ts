@@ -4,14 +4,15 @@
 
 import { posix } from 'node:path';
 import git from './isomorphic-git.js';
+import { treePath } from './tree-object.js';
 import type { RepoHandle } from './tree-diff.js';
 
 /** The object id of `path` (relative to the repository root, '' or '.' for the root) in `commit`; undefined when absent. */
 export async function objectIdAt(repo: RepoHandle, commit: string, path: string): Promise<string | undefined> {
   const location = { fs: repo.fs, ...(repo.dir ? { dir: repo.dir } : {}), ...(repo.gitdir ? { gitdir: repo.gitdir } : {}), cache: repo.cache };
-  const normal = posix.normalize(path.replace(/\\/g, '/')).replace(/^\.\/?|\/+$/g, '');
-  if (normal.startsWith('..')) return undefined;
-  if (normal === '' || normal === '.') return (await git.readTree({ ...location, oid: commit })).oid;
+  const normal = treePath(path);
+  if (normal === undefined) return undefined;
+  if (normal === '') return (await git.readTree({ ...location, oid: commit })).oid;
   const parent = posix.dirname(normal);
   try {
     const { tree } = await git.readTree({ ...location, oid: commit, ...(parent === '.' ? {} : { filepath: parent }) });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import git from './isomorphic-git.js';
 import { InputError } from '../core/errors.js';
 import { PackReader } from './pack-reader.js';
+import { parseTree, type TreeEntry } from './tree-object.js';
 
 export interface ObjectSource {
   gitdir: string;
@@ -229,35 +230,3 @@ export async function checkoutTree(source: ObjectSource, commit: string, targetD
   }
 }
 
-interface TreeEntry {
-  path: string;
-  oid: string;
-  mode: string;
-  type: 'blob' | 'tree' | 'commit';
-}
-
-/**
- * A tree object's entries (`<octal mode> <name>\0<20-byte id>`…), with the modes and types
- * isomorphic-git's readTree gives: 040000 trees, 160000 submodules, 120000 links, files as 100644
- * or 100755 (old trees hold 100664 and the like). Names are checked by the caller (unsafeEntryName).
- */
-export function parseTree(data: Buffer): TreeEntry[] {
-  const entries: TreeEntry[] = [];
-  let at = 0;
-  while (at < data.length) {
-    const space = data.indexOf(0x20, at);
-    const nul = data.indexOf(0, space + 1);
-    if (space < 0 || nul < 0 || nul + 21 > data.length) throw new InputError('A tree object of the repository is malformed');
-    const raw = data.toString('latin1', at, space);
-    const path = data.toString('utf8', space + 1, nul);
-    const oid = data.toString('hex', nul + 1, nul + 21);
-    at = nul + 21;
-    if (/^0?4/.test(raw)) entries.push({ path, oid, mode: '040000', type: 'tree' });
-    else if (/^1006/.test(raw)) entries.push({ path, oid, mode: '100644', type: 'blob' });
-    else if (/^1007/.test(raw)) entries.push({ path, oid, mode: '100755', type: 'blob' });
-    else if (/^120/.test(raw)) entries.push({ path, oid, mode: '120000', type: 'blob' });
-    else if (/^160/.test(raw)) entries.push({ path, oid, mode: '160000', type: 'commit' });
-    else throw new InputError(`A tree object of the repository has an entry of unknown mode ${JSON.stringify(raw)}`);
-  }
-  return entries;
-}

@@ -1,4 +1,4 @@
-// git/worktree.ts parseTree: a tree object read from a pack is the entries isomorphic-git's
+// git/tree-object.ts parseTree: a tree object read from a pack is the entries isomorphic-git's
 // readTree gives for it — same names, ids, modes (normalised as isomorphic-git does) and types.
 // A tree is written by isomorphic-git and read back raw from its loose object.
 
@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import git from '../../src/git/isomorphic-git.js';
-import { parseTree, unsafeEntryName } from '../../src/git/worktree.js';
+import { parseTree } from '../../src/git/tree-object.js';
+import { unsafeEntryName } from '../../src/git/worktree.js';
 
 let gitdir: string;
 beforeAll(async () => {
