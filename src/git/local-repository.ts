@@ -1,5 +1,6 @@
 // A repository on this machine read directly: its root, HEAD, a config value, objects (loose ones
-// with native zlib, packed ones through pack-reader.ts) and its ignore rules. This is what a local
+// with native zlib, packed ones through pack-reader.ts), its trees' files and its ignore rules; a
+// `.git` file (a linked worktree's, a submodule checkout's) is followed to the git directory. This is what a local
 // build reads before its first command (local-source.ts); isomorphic-git stays the fallback for
 // anything these do not read, which they say by returning undefined.
 //
@@ -12,7 +13,7 @@
 
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import ignoreModule, { type Ignore } from 'ignore';
 import { PackReader } from './pack-reader.js';
@@ -51,21 +52,51 @@ export class LocalRepository {
   private packs: PackReader | undefined;
   private readonly files = new Map<string, string | null>();
 
-  /** @param root the repository's root; its `.git` must be a directory (a linked worktree's `.git` file is left to isomorphic-git). */
+  /**
+   * @param gitdir the worktree's git directory: HEAD, the index and per-worktree refs
+   * @param commondir where refs, objects and config are: the git directory itself, or the main
+   *   repository's for a linked worktree (`git worktree add`)
+   */
   private constructor(
     readonly root: string,
     readonly gitdir: string,
+    readonly commondir: string,
   ) {}
 
-  /** The repository at `root`, or undefined when its `.git` is not a directory. */
+  /**
+   * The repository whose worktree is `root`: its `.git` is the git directory, or a file naming it
+   * (`gitdir: …`, as in a linked worktree or a submodule's checkout). Undefined when there is none.
+   */
   static at(root: string): LocalRepository | undefined {
-    const gitdir = join(root, '.git');
+    const dotGit = join(root, '.git');
+    let gitdir = dotGit;
     try {
-      if (!fs.statSync(gitdir).isDirectory()) return undefined;
+      if (!fs.statSync(dotGit).isDirectory()) {
+        const named = /^gitdir: *(.+?)\s*$/m.exec(fs.readFileSync(dotGit, 'utf8'))?.[1];
+        if (!named) return undefined;
+        gitdir = resolve(root, named);
+        if (!fs.statSync(gitdir).isDirectory()) return undefined;
+      }
     } catch {
       return undefined;
     }
-    return new LocalRepository(root, gitdir);
+    let commondir = gitdir;
+    try {
+      commondir = resolve(gitdir, fs.readFileSync(join(gitdir, 'commondir'), 'utf8').trim());
+    } catch {
+      // not a linked worktree: everything is in the git directory
+    }
+    return new LocalRepository(root, gitdir, commondir);
+  }
+
+  /** The index file of this worktree. */
+  get indexFile(): string {
+    return join(this.gitdir, 'index');
+  }
+
+  /** Whether isomorphic-git can read this repository at `root` (its `.git` is the whole git directory). */
+  get plain(): boolean {
+    return this.gitdir === join(this.root, '.git') && this.commondir === this.gitdir;
   }
 
   /** Closes the pack files read (if any). */
@@ -115,10 +146,12 @@ export class LocalRepository {
   /** A ref's value (an object id or `ref: …`), loose file first, then packed-refs. */
   private ref(name: string): string | undefined {
     if (name.split('/').some((segment) => segment === '..' || segment === '.' || segment === '')) return undefined;
-    const loose = this.text(join(this.gitdir, name));
+    // HEAD and refs/worktree, refs/bisect, refs/rewritten are the worktree's own; the rest are shared.
+    const own = name === 'HEAD' || /^refs\/(worktree|bisect|rewritten)\//.test(name);
+    const loose = this.text(join(own ? this.gitdir : this.commondir, name));
     if (loose !== null) return loose.trim();
     if (name === 'HEAD') return undefined;
-    const packed = this.text(join(this.gitdir, 'packed-refs'));
+    const packed = this.text(join(this.commondir, 'packed-refs'));
     if (packed === null) return undefined;
     for (const line of packed.split('\n')) {
       if (line.startsWith('#') || line.startsWith('^')) continue;
@@ -133,7 +166,7 @@ export class LocalRepository {
    * undefined when absent. Includes are not followed (isomorphic-git does not either).
    */
   config(path: string): string | undefined {
-    const text = this.text(join(this.gitdir, 'config'));
+    const text = this.text(join(this.commondir, 'config'));
     if (text === null) return undefined;
     const first = path.indexOf('.');
     const last = path.lastIndexOf('.');
@@ -147,7 +180,7 @@ export class LocalRepository {
     if (!OID.test(oid)) return undefined;
     let deflated: Buffer | undefined;
     try {
-      deflated = fs.readFileSync(join(this.gitdir, 'objects', oid.slice(0, 2), oid.slice(2)));
+      deflated = fs.readFileSync(join(this.commondir, 'objects', oid.slice(0, 2), oid.slice(2)));
     } catch {
       deflated = undefined;
     }
@@ -164,7 +197,7 @@ export class LocalRepository {
       if (createHash('sha1').update(raw).digest('hex') !== oid) return undefined;
       return { type: header[1]!, data: raw.subarray(nul + 1) };
     }
-    this.packs ??= PackReader.open(this.gitdir);
+    this.packs ??= PackReader.open(this.commondir);
     return this.packs.read(oid);
   }
 
@@ -192,6 +225,30 @@ export class LocalRepository {
       oid = entry.oid;
     }
     return oid;
+  }
+
+  /**
+   * The files of `tree` under `prefix` (paths from the tree's root): blobs and links with their
+   * modes, submodules left out; undefined when a tree on the way is not one this reads.
+   */
+  filesOf(tree: string, prefix = ''): Map<string, { oid: string; mode: string }> | undefined {
+    const files = new Map<string, { oid: string; mode: string }>();
+    const start = prefix === '' ? tree : this.objectIdIn(tree, prefix);
+    if (start === null) return files;
+    if (start === undefined) return undefined;
+    // false: an object on the way that is not a tree this reads (the prefix naming a file included).
+    const walk = (oid: string, at: string): boolean => {
+      const object = this.readObject(oid);
+      if (object?.type !== 'tree') return false;
+      for (const entry of parseTree(object.data)) {
+        const path = at === '' ? entry.path : `${at}/${entry.path}`;
+        if (entry.type === 'tree') {
+          if (!walk(entry.oid, path)) return false;
+        } else if (entry.type === 'blob') files.set(path, { oid: entry.oid, mode: entry.mode });
+      }
+      return true;
+    };
+    return walk(start, prefix) ? files : undefined;
   }
 
   /**
@@ -224,7 +281,7 @@ export class LocalRepository {
     let rules = this.compiled.get(folder);
     if (!rules) {
       rules = ignore();
-      if (folder === '') rules.add(this.text(join(this.gitdir, 'info', 'exclude')) ?? '');
+      if (folder === '') rules.add(this.text(join(this.commondir, 'info', 'exclude')) ?? '');
       const own = this.text(join(this.root, folder, '.gitignore'));
       if (own !== null) rules.add(own);
       this.compiled.set(folder, rules);

@@ -32,6 +32,9 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
   if (root === undefined) throw notARepository('is not a Git repository');
   const prefix = relative(root, dir);
   const repo = LocalRepository.at(root);
+  // Where isomorphic-git finds the git directory: `.git`, or the one a `.git` file names (a
+  // submodule's checkout). A linked worktree's objects are elsewhere (its commondir), which it does not read.
+  const location = { dir: root, ...(repo && !repo.plain && repo.commondir === repo.gitdir ? { gitdir: repo.gitdir } : {}) };
   const cache = {};
   // HEAD, its commit and the origin remote read directly; isomorphic-git for what that does not read.
   const head = repo?.head();
@@ -48,14 +51,14 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
   } else {
     const git = await isomorphicGit();
     try {
-      commit = await git.resolveRef({ fs, dir: root, ref: 'HEAD' });
+      commit = await git.resolveRef({ fs, ...location, ref: 'HEAD' });
     } catch {
       throw notARepository('is a Git repository without any commit yet');
     }
     const [{ commit: commitObject }, currentBranch, originUrl] = await Promise.all([
-      git.readCommit({ fs, dir: root, oid: commit, cache }),
-      git.currentBranch({ fs, dir: root, fullname: false, test: true }),
-      git.getConfig({ fs, dir: root, path: 'remote.origin.url' }).catch(() => undefined),
+      git.readCommit({ fs, ...location, oid: commit, cache }),
+      git.currentBranch({ fs, ...location, fullname: false, test: true }),
+      git.getConfig({ fs, ...location, path: 'remote.origin.url' }).catch(() => undefined),
     ]);
     branch = currentBranch ?? undefined;
     origin = originUrl;
@@ -63,7 +66,7 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
     commitTime = commitObject.committer.timestamp;
   }
   // Only the directory built counts: a change elsewhere in the repository does not make it dirty.
-  const changedInWorktree = await worktreeChanges(root, repo, tree, cache, prefix);
+  const changedInWorktree = await worktreeChanges(location, repo, tree, cache, prefix);
   let fullName = basename(dir);
   let cloneUrl: string | undefined;
   // A clone of a directory (`git clone /srv/main`, `file://…`) names no repository anyone else can
@@ -111,9 +114,9 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
       const { changedFilesBetween, isNullCommit, resolveRevision } = await import('./tree-diff.js');
       if (isNullCommit(base)) return undefined;
       // `git rev-parse` forms: a SHA, a branch, tag or remote branch (origin/main), HEAD~2 …
-      const resolved = await resolveRevision({ fs, dir: root, cache }, base, (name) => [name]);
+      const resolved = await resolveRevision({ fs, ...location, cache }, base, (name) => [name]);
       if (!('commit' in resolved)) return undefined;
-      const changed = await changedFilesBetween({ fs, dir: root, cache }, resolved.commit, commit);
+      const changed = await changedFilesBetween({ fs, ...location, cache }, resolved.commit, commit);
       if (changed === undefined) return undefined;
       // The build uses the worktree as it is, so uncommitted changes count as changed too.
       return toDirRelative([...new Set([...changed, ...changedInWorktree])].sort());
@@ -123,7 +126,7 @@ export async function checkoutLocal(path: string, job: BuildJob, _ctx: PhaseCont
       const found = repo?.objectIdIn(tree, full);
       if (found !== undefined) return found ?? undefined;
       const { objectIdAt } = await import('./object-id.js');
-      return objectIdAt({ fs, dir: root, cache }, commit, full);
+      return objectIdAt({ fs, ...location, cache }, commit, full);
     },
     async dispose() {
       // The user's own directory: nothing to remove; only the pack files read are closed.
@@ -176,22 +179,34 @@ const statusFs = {
  * excluded. From the index when it settles the question (worktree-status.ts), else from
  * isomorphic-git's walk of HEAD, the index and the worktree.
  */
-async function worktreeChanges(root: string, repo: LocalRepository | undefined, headTree: string, cache: object, prefix: string): Promise<string[]> {
+async function worktreeChanges(location: IsomorphicLocation, repo: LocalRepository | undefined, headTree: string, cache: object, prefix: string): Promise<string[]> {
   const git = repo ? undefined : await isomorphicGit();
   const fromIndex = await worktreeChangesFromIndex({
-    root,
+    root: location.dir,
     headTree,
+    ...(repo ? { indexFile: repo.indexFile, headFiles: (under: string) => repo.filesOf(headTree, under) } : {}),
     ...(prefix === '' ? {} : { prefix }),
-    isIgnored: async (filepath) => (repo ? repo.isIgnored(filepath) : git!.isIgnored({ fs, dir: root, filepath })),
+    isIgnored: async (filepath) => (repo ? repo.isIgnored(filepath) : git!.isIgnored({ fs, ...location, filepath })),
   });
-  return fromIndex ?? (await worktreeChangesWalked(root, cache, prefix));
+  if (fromIndex) return fromIndex;
+  // A linked worktree whose index neither reading settles: counted as changed as a whole (its
+  // images are tagged -dirty and nothing is reused), since isomorphic-git cannot read it either.
+  if (repo && repo.commondir !== repo.gitdir) return [prefix === '' ? '.' : prefix];
+  return worktreeChangesWalked(location, cache, prefix);
+}
+
+/** Where isomorphic-git reads a repository: its worktree, and its git directory when that is not `<dir>/.git`. */
+interface IsomorphicLocation {
+  dir: string;
+  gitdir?: string;
 }
 
 /** worktreeChanges by isomorphic-git's statusMatrix. Exported for the tests, which compare both ways. */
-export async function worktreeChangesWalked(root: string, cache: object, prefix: string): Promise<string[]> {
+export async function worktreeChangesWalked(location: IsomorphicLocation | string, cache: object, prefix: string): Promise<string[]> {
   const git = await isomorphicGit();
+  const where = typeof location === 'string' ? { dir: location } : location;
   // refresh: false — never rewrite the user's index just to describe it.
-  const matrix = await git.statusMatrix({ fs: statusFs, dir: root, cache, refresh: false, ...(prefix === '' ? {} : { filepaths: [prefix] }) });
+  const matrix = await git.statusMatrix({ fs: statusFs, ...where, cache, refresh: false, ...(prefix === '' ? {} : { filepaths: [prefix] }) });
   const changed: string[] = [];
   for (const [file, head, workdir] of matrix) {
     // Compared with HEAD only (the index does not matter: the build sees the worktree).

@@ -8,18 +8,19 @@
 //
 // 1. The index's cache tree (its TREE extension, which git writes on commit, checkout, merge and
 //    clone) names the tree the index holds; when that is HEAD's tree, the index is HEAD and no tree
-//    object need be read.
+//    object need be read. Otherwise (something is staged) HEAD's files, read from its trees, are
+//    compared with the worktree, the index's stat data trusted only where it holds HEAD's blob.
 // 2. An index entry whose file has the stat data recorded for it (times to the nanosecond, size,
 //    inode) and was not written in the same instant as the index ("racily clean") is unchanged,
-//    as git decides it; any other file is hashed and compared with the entry's blob.
+//    as git decides it; any other file is hashed and compared with the blob.
 // 3. Files in no index entry are found by walking the worktree: an untracked entry that
 //    isomorphic-git's gitignore rules ignore (the ones statusMatrix uses) is passed over whole.
 //
-// Whatever the index does not settle — no valid cache tree, a cache tree that is not HEAD's, an
-// index version or extension this does not read, unmerged, sparse, intent-to-add or
-// assume-unchanged entries, submodules — returns undefined, and the caller uses statusMatrix. The
-// answer is the same set of paths in both cases (test/integration/worktree-status.test.ts checks it
-// on random worktrees against statusMatrix and `git status`).
+// Whatever the index does not settle — an index version or extension this does not read,
+// unmerged, sparse, intent-to-add or assume-unchanged entries, submodules, or a staged index when
+// HEAD's files cannot be read — returns undefined, and the caller uses statusMatrix. The answer
+// is the same set of paths in every case (test/integration/worktree-status.test.ts checks it on
+// random worktrees against statusMatrix and `git status`).
 
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -146,11 +147,25 @@ function rootOfCacheTree(data: Buffer): string | undefined {
   return data.toString('hex', newline + 1, newline + 1 + HASH_BYTES);
 }
 
+/** A file of HEAD's tree: its blob and mode (100644, 100755, 120000). */
+export interface HeadFile {
+  oid: string;
+  mode: string;
+}
+
 export interface WorktreeStatusOptions {
-  /** The repository's root (the directory holding .git). */
+  /** The repository's root (the directory the worktree is). */
   root: string;
+  /** The index file (`.git/index`; a linked worktree's is in its own git directory). */
+  indexFile?: string;
   /** The tree of the commit checked out. */
   headTree: string;
+  /**
+   * HEAD's files under the prefix (paths relative to the root), read when the index is not HEAD
+   * (something is staged): each is then compared with the worktree itself. Undefined when they
+   * cannot be read; without it such an index is left to the caller.
+   */
+  headFiles?: (prefix: string) => Map<string, HeadFile> | undefined;
   /** Only paths under this directory (relative to the root) count; the whole worktree when absent. */
   prefix?: string;
   /** Whether an untracked path (relative to the root) is ignored: isomorphic-git's isIgnored. */
@@ -162,7 +177,7 @@ export interface WorktreeStatusOptions {
  * excluded; undefined when the index cannot tell (see the file's comment).
  */
 export async function worktreeChangesFromIndex(options: WorktreeStatusOptions): Promise<string[] | undefined> {
-  const indexFile = join(options.root, '.git', 'index');
+  const indexFile = options.indexFile ?? join(options.root, '.git', 'index');
   let bytes: Buffer;
   let indexStat: fs.BigIntStats;
   try {
@@ -172,18 +187,42 @@ export async function worktreeChangesFromIndex(options: WorktreeStatusOptions): 
     return undefined;
   }
   const index = parseIndex(bytes);
-  if (!index || index.tree !== options.headTree) return undefined;
+  if (!index) return undefined;
 
   const prefix = options.prefix?.replace(/\/+$/, '') ?? '';
   const inside = (path: string) => prefix === '' || path === prefix || path.startsWith(`${prefix}/`);
   const changed: string[] = [];
   const tracked = new Set<string>();
   const trackedDirs = new Set<string>();
-  for (const entry of index.entries) {
-    if (!inside(entry.path)) continue;
-    tracked.add(entry.path);
-    for (let slash = entry.path.indexOf('/'); slash >= 0; slash = entry.path.indexOf('/', slash + 1)) trackedDirs.add(entry.path.slice(0, slash));
-    if (!unchangedSinceIndexed(options.root, entry, indexStat.mtimeNs)) changed.push(entry.path);
+  const track = (path: string) => {
+    tracked.add(path);
+    for (let slash = path.indexOf('/'); slash >= 0; slash = path.indexOf('/', slash + 1)) trackedDirs.add(path.slice(0, slash));
+  };
+  if (index.tree === options.headTree) {
+    // The index is HEAD: each entry's file is compared with the entry.
+    for (const entry of index.entries) {
+      if (!inside(entry.path)) continue;
+      track(entry.path);
+      if (!unchangedSince(options.root, entry, { oid: entry.oid, mode: entry.mode === MODE_SYMLINK ? '120000' : 'file' }, indexStat.mtimeNs)) changed.push(entry.path);
+    }
+  } else {
+    // Something is staged (or the cache tree is gone): HEAD's files are compared with the
+    // worktree, the index's stat data trusted only for an entry that holds HEAD's blob.
+    const head = options.headFiles?.(prefix);
+    if (!head) return undefined;
+    const entries = new Map(index.entries.filter((e) => inside(e.path)).map((e) => [e.path, e]));
+    for (const [path, file] of head) {
+      track(path);
+      const entry = entries.get(path);
+      const known = entry && entry.oid === file.oid ? entry : undefined;
+      if (!unchangedSince(options.root, known, { oid: file.oid, mode: file.mode === '120000' ? '120000' : 'file' }, indexStat.mtimeNs, path)) changed.push(path);
+    }
+    // Only in the index (added, not committed): changed while the worktree has it.
+    for (const path of entries.keys()) {
+      if (head.has(path)) continue;
+      track(path);
+      if (existsAsEntry(join(options.root, path))) changed.push(path);
+    }
   }
 
   // Untracked files: the worktree's entries that are in no index entry and not ignored.
@@ -225,9 +264,13 @@ export async function worktreeChangesFromIndex(options: WorktreeStatusOptions): 
   return [...new Set(changed)].sort(compareBytes);
 }
 
-/** Whether the file of `entry` still holds the entry's blob: by its stat data when git would trust it, else by its content. */
-function unchangedSinceIndexed(root: string, entry: IndexEntry, indexMtimeNs: bigint): boolean {
-  const file = join(root, entry.path);
+/**
+ * Whether the worktree's file at the entry's path holds the blob `want` (a link when its mode is
+ * 120000, a regular file otherwise): by its stat data when `entry` recorded them for that blob and
+ * git would trust them, else by its content.
+ */
+function unchangedSince(root: string, entry: IndexEntry | undefined, want: { oid: string; mode: '120000' | 'file' }, indexMtimeNs: bigint, path = entry?.path): boolean {
+  const file = join(root, path!);
   let stat: fs.BigIntStats;
   try {
     stat = fs.lstatSync(file, { bigint: true });
@@ -235,11 +278,21 @@ function unchangedSinceIndexed(root: string, entry: IndexEntry, indexMtimeNs: bi
     return false;
   }
   const isLink = stat.isSymbolicLink();
-  if (isLink !== (entry.mode === MODE_SYMLINK) || (!isLink && !stat.isFile())) return false;
-  if (statTrusted(entry, stat, indexMtimeNs)) return true;
+  if (isLink !== (want.mode === '120000') || (!isLink && !stat.isFile())) return false;
+  if (entry && statTrusted(entry, stat, indexMtimeNs)) return true;
   try {
     const content = isLink ? Buffer.from(fs.readlinkSync(file, { encoding: 'buffer' })) : fs.readFileSync(file);
-    return gitObjectId('blob', content) === entry.oid;
+    return gitObjectId('blob', content) === want.oid;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a path exists in the worktree as a file or a link (what an index entry can be). */
+function existsAsEntry(file: string): boolean {
+  try {
+    const stat = fs.lstatSync(file);
+    return stat.isFile() || stat.isSymbolicLink();
   } catch {
     return false;
   }

@@ -121,6 +121,31 @@ describe('git source: local directory', () => {
     expect(repo.git(['status', '--porcelain'])).toBe('');
   });
 
+  it('reads a linked worktree (git worktree add): its branch, its commit, its own changes', async () => {
+    const t = await temp();
+    const repo = await workRepo(t, 'main-checkout');
+    repo.commit({ 'main.go': 'package main\n', '.gitignore': 'dist/\n' });
+    const linked = join(t.path, 'linked');
+    repo.git(['worktree', 'add', '-q', '-b', 'feature', linked]);
+    const commit = repo.git(['-C', linked, 'rev-parse', 'HEAD']);
+    await mkdir(join(linked, 'dist'));
+    await writeFile(join(linked, 'dist', 'app'), 'ignored build output');
+    const clean = await checkout(linked);
+    expect(clean.repository).toMatchObject({ fullName: 'linked', branch: 'feature', ref: 'refs/heads/feature', commit, dirty: false });
+    expect(clean.commitTime).toBe(Number(repo.git(['-C', linked, 'log', '-1', '--format=%ct'])));
+    expect(await clean.objectIdOf('main.go')).toBe(repo.git(['-C', linked, 'rev-parse', 'HEAD:main.go']));
+    // A change in the main checkout is not the linked worktree's, and the other way round.
+    await writeFile(join(repo.dir, 'main.go'), 'package main // edited there\n');
+    expect((await checkout(linked)).repository.dirty).toBe(false);
+    await writeFile(join(linked, 'main.go'), 'package main // edited here\n');
+    expect((await checkout(linked)).repository.dirty).toBe(true);
+    // Staged as well: HEAD's files decide.
+    repo.git(['-C', linked, 'add', 'main.go']);
+    expect((await checkout(linked)).repository.dirty).toBe(true);
+    repo.git(['-C', linked, 'checkout', 'HEAD', '--', 'main.go']);
+    expect((await checkout(linked)).repository.dirty).toBe(false);
+  });
+
   it('is fast on a small repository', async () => {
     const t = await temp();
     const repo = await workRepo(t);

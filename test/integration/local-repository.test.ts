@@ -93,6 +93,45 @@ describe('local repository: HEAD, commits, trees', () => {
     expect(open(empty).head()).toBeUndefined();
   });
 
+  it("reads a linked worktree (git worktree add) and a submodule's checkout, whose .git is a file naming the git directory", () => {
+    const main = newRepo();
+    runGit(main, ['config', 'remote.origin.url', 'https://github.com/acme/api.git']);
+    mkdirSync(join(main, '.git', 'info'), { recursive: true });
+    writeFileSync(join(main, '.git', 'info', 'exclude'), 'secret-notes.txt\n');
+    const linked = join(temp.path, `linked-${count++}`);
+    runGit(main, ['worktree', 'add', '-q', '-b', 'feature', linked]);
+    writeFileSync(join(linked, 'a.txt'), 'on feature\n');
+    runGit(linked, ['commit', '-q', '-am', 'feature work']);
+    runGit(main, ['gc', '-q']);
+    const repo = open(linked);
+    try {
+      expect(repo.plain).toBe(false);
+      expect(repo.indexFile).toBe(join(main, '.git', 'worktrees', linked.split('/').pop()!, 'index'));
+      expect(repo.head()).toEqual({ commit: runGit(linked, ['rev-parse', 'HEAD']), branch: 'feature' });
+      expect(repo.readCommit(runGit(linked, ['rev-parse', 'HEAD']))?.tree).toBe(runGit(linked, ['rev-parse', 'HEAD^{tree}']));
+      expect(repo.config('remote.origin.url')).toBe('https://github.com/acme/api.git');
+      expect(repo.isIgnored('secret-notes.txt')).toBe(true);
+      const files = repo.filesOf(runGit(linked, ['rev-parse', 'HEAD^{tree}']));
+      const listed = runGit(linked, ['ls-tree', '-r', 'HEAD']).split('\n').map((line) => {
+        const [meta, path] = line.split('\t');
+        const [mode, , oid] = meta!.split(' ');
+        return [path!, { oid: oid!, mode: mode! }] as const;
+      });
+      expect(files).toEqual(new Map(listed));
+      expect(repo.filesOf(runGit(linked, ['rev-parse', 'HEAD^{tree}']), 'src')).toEqual(new Map(listed.filter(([p]) => p.startsWith('src/'))));
+    } finally {
+      repo.close();
+    }
+
+    const outer = newRepo();
+    const inner = newRepo({ 'lib.go': 'package lib\n' });
+    runGit(outer, ['-c', 'protocol.file.allow=always', 'submodule', 'add', '-q', inner, 'vendor/lib']);
+    const checkout = open(join(outer, 'vendor', 'lib'));
+    expect(checkout.plain).toBe(false);
+    expect(checkout.gitdir).toBe(join(outer, '.git', 'modules', 'vendor', 'lib'));
+    expect(checkout.head()?.commit).toBe(runGit(inner, ['rev-parse', 'HEAD']));
+  });
+
   it('finds the root from a subdirectory, and none outside a repository', () => {
     const dir = newRepo();
     expect(findRepositoryRoot(join(dir, 'src', 'lib'))).toBe(dir);

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import git from '../../src/git/isomorphic-git.js';
+import { LocalRepository } from '../../src/git/local-repository.js';
 import { worktreeChangesWalked } from '../../src/git/local-source.js';
 import { gitObjectId } from '../../src/git/object-hash.js';
 import { parseIndex, statTrusted, worktreeChangesFromIndex } from '../../src/git/worktree-status.js';
@@ -108,8 +109,19 @@ function gitChanges(dir: string): string[] {
 }
 
 const headTree = (dir: string) => runGit(dir, ['rev-parse', 'HEAD^{tree}']);
+/** From the index alone (HEAD's files not given): what the cache tree settles. */
 const fromIndex = (dir: string, prefix?: string) =>
   worktreeChangesFromIndex({ root: dir, headTree: headTree(dir), ...(prefix ? { prefix } : {}), isIgnored: (filepath) => git.isIgnored({ fs, dir, filepath }) });
+/** As a local build reads it: HEAD's files at hand for an index that is not HEAD. */
+const fromRepository = (dir: string, prefix?: string) => {
+  const repo = LocalRepository.at(dir)!;
+  const tree = headTree(dir);
+  try {
+    return worktreeChangesFromIndex({ root: dir, headTree: tree, indexFile: repo.indexFile, headFiles: (under) => repo.filesOf(tree, under), ...(prefix ? { prefix } : {}), isIgnored: async (filepath) => repo.isIgnored(filepath) });
+  } finally {
+    repo.close();
+  }
+};
 
 describe('worktree status from the index', () => {
   let temp: TempDir;
@@ -144,9 +156,10 @@ describe('worktree status from the index', () => {
         const walked = (await worktreeChangesWalked(dir, {}, prefix ?? '')).sort();
         const indexed = await fromIndex(dir, prefix);
         const staged = ops.some((o) => o.kind === 'stage');
-        // The index settles it unless something was staged since the commit (then the full walk does).
+        // The cache tree settles it unless something was staged since the commit; HEAD's files always do.
         if (!staged) expect(indexed).toBeDefined();
         if (indexed) expect([...indexed].sort()).toEqual(walked);
+        expect(await fromRepository(dir, prefix)).toEqual(walked);
         const inside = (p: string) => !prefix || p === prefix || p.startsWith(`${prefix}/`);
         expect(walked).toEqual(gitChanges(dir).filter(inside));
         rmSync(dir, { recursive: true, force: true });
@@ -189,11 +202,16 @@ describe('worktree status from the index', () => {
     expect(await fromIndex(dir)).toEqual(['a.txt']);
   });
 
-  it('leaves what it does not read to the full walk: a staged change, an unmerged or intent-to-add entry, a submodule', async () => {
+  it('leaves what it does not read to the full walk: a staged change without HEAD\'s files, an intent-to-add entry, a submodule', async () => {
     const staged = freshRepo();
     writeFileSync(join(staged, 'a.txt'), 'staged\n');
-    runGit(staged, ['add', 'a.txt']);
+    writeFileSync(join(staged, 'added.txt'), 'added\n');
+    runGit(staged, ['add', 'a.txt', 'added.txt']);
+    runGit(staged, ['rm', '-q', '--cached', 'b.txt']);
     expect(await fromIndex(staged)).toBeUndefined();
+    // With HEAD's files: a staged change, a staged addition and a file removed from the index only.
+    expect(await fromRepository(staged)).toEqual(['a.txt', 'added.txt']);
+    expect(await fromRepository(staged)).toEqual((await worktreeChangesWalked(staged, {}, '')).sort());
 
     const intent = freshRepo();
     writeFileSync(join(intent, 'later.txt'), 'later\n');
