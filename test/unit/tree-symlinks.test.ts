@@ -57,6 +57,24 @@ describe('findEscapingSymlinks', () => {
     expect((await findEscapingSymlinks(tree)).map((f) => f.link)).toEqual(['node_modules/.bin/tool']);
   });
 
+  it('finds every link of a wide and deep tree, its directories listed many at a time', async () => {
+    const expected: string[] = [];
+    for (let a = 0; a < 30; a++) {
+      for (let b = 0; b < 12; b++) {
+        const dir = join(tree, 'node_modules', `p${a}`, 'lib', `d${b}`, ...(b % 3 === 0 ? ['deep', 'er'] : []));
+        await mkdir(dir, { recursive: true });
+        if ((a + b) % 7 === 0) {
+          await symlink(outside, join(dir, 'out'));
+          expected.push(`${join(dir, 'out').slice(tree.length + 1)}`);
+        }
+        if ((a * b) % 5 === 1) await symlink('.', join(dir, 'in'));
+      }
+    }
+    const found = (await findEscapingSymlinks(tree)).map((f) => f.link);
+    expect(found).toEqual([...expected].sort((x, y) => x.localeCompare(y)));
+    expect(found.length).toBeGreaterThan(40);
+  });
+
   it('judges a tree reached through a link by its real path', async () => {
     const alias = join(root.path, 'alias');
     await symlink(tree, alias);
