@@ -11,11 +11,11 @@
 // (bench/local-overhead). The answers are isomorphic-git's (test/integration/local-repository.test.ts
 // compares them, and with git, on random repositories).
 
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import ignoreModule, { type Ignore } from 'ignore';
+import { gitObjectId } from './object-hash.js';
 import { PackReader } from './pack-reader.js';
 import { parseTree, treePath } from './tree-object.js';
 
@@ -194,8 +194,9 @@ export class LocalRepository {
       const nul = raw.indexOf(0);
       const header = /^(commit|tree|blob|tag) (\d+)$/.exec(raw.toString('latin1', 0, nul));
       if (nul < 0 || !header || Number(header[2]) !== raw.length - nul - 1) return undefined;
-      if (createHash('sha1').update(raw).digest('hex') !== oid) return undefined;
-      return { type: header[1]!, data: raw.subarray(nul + 1) };
+      const data = raw.subarray(nul + 1);
+      if (gitObjectId(header[1]!, data) !== oid) return undefined;
+      return { type: header[1]!, data };
     }
     this.packs ??= PackReader.open(this.commondir);
     return this.packs.read(oid);

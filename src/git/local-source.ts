@@ -196,17 +196,16 @@ async function worktreeChanges(location: IsomorphicLocation, repo: LocalReposito
 }
 
 /** Where isomorphic-git reads a repository: its worktree, and its git directory when that is not `<dir>/.git`. */
-interface IsomorphicLocation {
+export interface IsomorphicLocation {
   dir: string;
   gitdir?: string;
 }
 
 /** worktreeChanges by isomorphic-git's statusMatrix. Exported for the tests, which compare both ways. */
-export async function worktreeChangesWalked(location: IsomorphicLocation | string, cache: object, prefix: string): Promise<string[]> {
+export async function worktreeChangesWalked(location: IsomorphicLocation, cache: object, prefix: string): Promise<string[]> {
   const git = await isomorphicGit();
-  const where = typeof location === 'string' ? { dir: location } : location;
   // refresh: false — never rewrite the user's index just to describe it.
-  const matrix = await git.statusMatrix({ fs: statusFs, ...where, cache, refresh: false, ...(prefix === '' ? {} : { filepaths: [prefix] }) });
+  const matrix = await git.statusMatrix({ fs: statusFs, ...location, cache, refresh: false, ...(prefix === '' ? {} : { filepaths: [prefix] }) });
   const changed: string[] = [];
   for (const [file, head, workdir] of matrix) {
     // Compared with HEAD only (the index does not matter: the build sees the worktree).

@@ -153,7 +153,7 @@ describe('worktree status from the index', () => {
       fc.asyncProperty(fc.array(op, { maxLength: 6 }), fc.constantFrom(undefined, 'src', 'docs', 'fresh'), async (ops, prefix) => {
         const dir = freshRepo();
         for (const o of ops) apply(dir, o);
-        const walked = (await worktreeChangesWalked(dir, {}, prefix ?? '')).sort();
+        const walked = (await worktreeChangesWalked({ dir }, {}, prefix ?? '')).sort();
         const indexed = await fromIndex(dir, prefix);
         const staged = ops.some((o) => o.kind === 'stage');
         // The cache tree settles it unless something was staged since the commit; HEAD's files always do.
@@ -211,7 +211,7 @@ describe('worktree status from the index', () => {
     expect(await fromIndex(staged)).toBeUndefined();
     // With HEAD's files: a staged change, a staged addition and a file removed from the index only.
     expect(await fromRepository(staged)).toEqual(['a.txt', 'added.txt']);
-    expect(await fromRepository(staged)).toEqual((await worktreeChangesWalked(staged, {}, '')).sort());
+    expect(await fromRepository(staged)).toEqual((await worktreeChangesWalked({ dir: staged }, {}, '')).sort());
 
     const intent = freshRepo();
     writeFileSync(join(intent, 'later.txt'), 'later\n');
