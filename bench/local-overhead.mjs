@@ -142,6 +142,7 @@ export async function run() {
       `go build + buildah  median ${ms(rawMedian)} over ${RUNS} runs`,
       `ratio               ${ratio.toFixed(2)} (target ≤ 1.25)`,
       `node -e 0           median ${ms(median(nodeStart))}: Node's own start; no Node CLI beats (raw + this) / raw = ${((rawMedian + median(nodeStart)) / rawMedian).toFixed(2)}`,
+      `overhead            ${ms(median(ours) - rawMedian)} a build over the raw tools (the target allows ${ms(0.25 * rawMedian)}); Node's start is ${ms(median(nodeStart))} of it`,
     ];
     if (extraCa) {
       lines.push(
