@@ -50,7 +50,7 @@ function deflatedBound(size: number): number {
   return size + Math.floor(size / 4096) + Math.floor(size / 16384) + Math.floor(size / 33554432) + 13;
 }
 
-/** The objects of a mirror's packs, by id (see above). Opens every pack's files: close() it. */
+/** The objects of a repository's packs, by id (see above). Opens every pack's files: close() it. */
 export class PackReader {
   private readonly packs: LoadedPack[];
   /** Delta bases by pack and offset: a chain of deltas shares its bases. */
