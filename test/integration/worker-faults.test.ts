@@ -127,6 +127,9 @@ describe('worker faults', () => {
     await publishJob(ctx, fakeJob('killed-1', { script: 'sleep=5000' }));
     const running = await waitForStatus(ctx, 'killed-1', 'running');
     expect(running.worker).toBe('child-a');
+    // Mid-build: killed once its build step has begun and said so in the stored log (a CI run
+    // under load killed it after `running` was recorded, before the line was published).
+    await waitFor(async () => (await collect(readLog(ctx, 'killed-1', { follow: false }))).includes('child child-a building'), { timeoutMs: 10_000, what: 'child-a to be building' });
     a.process.kill('SIGKILL');
     expect((await a.exited).signal).toBe('SIGKILL');
 
