@@ -5,11 +5,12 @@
 // local build reads HEAD's commit and trees through it (local-repository.ts); anything it does not
 // find is left to isomorphic-git.
 //
-// Neither file is read whole: a local build of a fresh clone with 404,000 objects (an 11 MB .idx)
-// spent 74 ms reading HEAD's commit when the whole index was read and every object's offset
-// sorted to find where the commit ended; reading the fan-out table, one bucket and the commit's
-// bytes takes 3 ms. A checkout that reads every blob reads each bucket once (761 blobs of a
-// 3,700-object pack: 14.7 ms, 14.5 before).
+// Neither file is read whole for a few objects: a local build of a fresh clone with 404,000
+// objects (an 11 MB .idx) spent 74–87 ms reading HEAD's commit when the whole index was read and
+// every object's offset sorted to find where the commit ended; reading the fan-out table, one
+// bucket and the commit's bytes to zlib's bound takes 2–3.5 ms. A checkout that reads many objects
+// reads each bucket once and, past a 64th of the pack, sorts the offsets after all (BOUNDS_AFTER):
+// 761 blobs of a 3,700-object pack 14.8–15.8 ms, 14.2–17.9 ms before (medians of 15).
 //
 // Why our own: isomorphic-git's readBlob (pako, a file-system wrapper per call) cost more CPU than
 // inflating the data. All 1,175 blobs of a pack like bench/git-sync's (1,175 commits, 11.2 MB;
@@ -36,10 +37,20 @@ interface LoadedPack {
   packSize: number;
   /** The ids and 4-byte offsets of the objects whose id starts with a given byte, read on the first lookup there. */
   buckets: Map<number, { names: Buffer; offsets: Buffer }>;
+  /** Objects read from the pack so far. */
+  reads: number;
+  /** Every object's offset, ascending, then the trailer's (an object ends where the next begins): made once the pack has served many reads. */
+  bounds?: Float64Array;
 }
 
 /** Bytes read at an object's offset first: its header, and the whole of most commits, trees and small files (under 4 KiB, a Buffer comes from Node's pool). */
 const FIRST_READ = 2048;
+/**
+ * Once a pack has served a 64th of its objects (a checkout reading every blob), each object's end
+ * is looked up instead: every offset is read and sorted once, and each object is then read in one
+ * exact range, where a read to the bound takes two for an object over FIRST_READ.
+ */
+const BOUNDS_AFTER = 64;
 
 /**
  * The most a zlib stream of `size` bytes takes (zlib's compressBound, which covers the stored
@@ -92,7 +103,7 @@ export class PackReader {
         const count = fanout.readUInt32BE(255 * 4);
         const namesAt = 8 + 256 * 4;
         const offsetsAt = namesAt + count * 20 + count * 4;
-        packs.push({ idxFd, fd, fanout, count, namesAt, offsetsAt, largeAt: offsetsAt + count * 4, packSize, buckets: new Map() });
+        packs.push({ idxFd, fd, fanout, count, namesAt, offsetsAt, largeAt: offsetsAt + count * 4, packSize, buckets: new Map(), reads: 0 });
       } catch {
         // a pack being written right now, or unreadable: isomorphic-git will be asked instead
         if (idxFd !== undefined) fs.closeSync(idxFd);
@@ -171,6 +182,28 @@ export class PackReader {
     return undefined;
   }
 
+  /** Every object's offset in the pack, ascending, then the trailer's. */
+  private static bounds(p: LoadedPack): Float64Array {
+    const small = readRange(p.idxFd, p.offsetsAt, p.count * 4);
+    if (small.length !== p.count * 4) throw new PackFormatError('the index of a pack is truncated (offsets)');
+    const bounds = new Float64Array(p.count + 1);
+    let large: Buffer | undefined;
+    for (let i = 0; i < p.count; i++) {
+      const value = small.readUInt32BE(i * 4);
+      if (!(value & 0x80000000)) {
+        bounds[i] = value;
+        continue;
+      }
+      // The 8-byte table runs from largeAt to the two checksums that end the index.
+      large ??= readRange(p.idxFd, p.largeAt, Math.max(0, fs.fstatSync(p.idxFd).size - 40 - p.largeAt));
+      const at = (value & 0x7fffffff) * 8;
+      if (at + 8 > large.length) throw new PackFormatError(`the index of a pack is truncated (large offset ${value & 0x7fffffff})`);
+      bounds[i] = Number(large.readBigUInt64BE(at));
+    }
+    bounds[p.count] = p.packSize - 20;
+    return bounds.sort();
+  }
+
   private readAt(p: LoadedPack, offset: number, depth: number): { type: number; data: Buffer } | undefined {
     if (depth > 64) return undefined;
     const key = `${this.packs.indexOf(p)}:${offset}`;
@@ -179,7 +212,11 @@ export class PackReader {
     // The trailer (the pack's checksum) ends every object's range.
     const limit = p.packSize - 20;
     if (offset < 12 || offset >= limit) return undefined;
-    let raw = readRange(p.fd, offset, Math.min(FIRST_READ, limit - offset));
+    p.reads++;
+    if (!p.bounds && p.reads * BOUNDS_AFTER >= p.count) p.bounds = PackReader.bounds(p);
+    const end = p.bounds ? objectEnd(p.bounds, offset) : undefined;
+    if (end !== undefined && end <= offset) return undefined;
+    let raw = readRange(p.fd, offset, end !== undefined ? end - offset : Math.min(FIRST_READ, limit - offset));
     const header = readObjectHeader(raw, 0);
     const type = header.type;
     let pos = header.next;
@@ -194,7 +231,7 @@ export class PackReader {
     }
     // The zlib stream is read to its bound: its end is found by inflating, not looked up. A
     // stream longer than zlib's bound (another encoder's) is read further, up to the trailer.
-    let wanted = Math.min(pos + deflatedBound(header.size), limit - offset);
+    let wanted = end !== undefined ? raw.length : Math.min(pos + deflatedBound(header.size), limit - offset);
     let data: Buffer;
     for (;;) {
       if (raw.length < wanted) raw = readRange(p.fd, offset, wanted);
@@ -202,7 +239,7 @@ export class PackReader {
         data = inflateSync(raw.subarray(pos));
         break;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'Z_BUF_ERROR' || raw.length >= limit - offset) throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'Z_BUF_ERROR' || end !== undefined || raw.length >= limit - offset) throw err;
         wanted = Math.min(wanted * 2, limit - offset);
       }
     }
@@ -230,4 +267,16 @@ function readRange(fd: number, position: number, length: number): Buffer {
     read += n;
   }
   return read === length ? buffer : buffer.subarray(0, read);
+}
+
+/** Where the object at `offset` ends: the next offset in `bounds` (ascending), or `offset` itself when none is past it. */
+function objectEnd(bounds: Float64Array, offset: number): number {
+  let lo = 0;
+  let hi = bounds.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (bounds[mid]! <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return Math.max(bounds[lo]!, offset);
 }
