@@ -37,6 +37,8 @@ interface LoadedPack {
   packSize: number;
   /** The ids and 4-byte offsets of the objects whose id starts with a given byte, read on the first lookup there. */
   buckets: Map<number, { names: Buffer; offsets: Buffer }>;
+  /** The 8-byte offsets of objects past 2 GiB (from largeAt to the index's two checksums), read when first needed. */
+  large?: Buffer;
   /** Objects read from the pack so far. */
   reads: number;
   /** Every object's offset, ascending, then the trailer's (an object ends where the next begins): made once the pack has served many reads. */
@@ -138,12 +140,7 @@ export class PackReader {
       // > 0: the wanted id sorts after this entry
       const cmp = wanted.compare(bucket.names, mid * 20, mid * 20 + 20);
       if (cmp === 0) {
-        const small = bucket.offsets.readUInt32BE(mid * 4);
-        if (!(small & 0x80000000)) return small;
-        // Past 2 GiB: the offset is in the 8-byte table, at the index the 31 low bits give.
-        const large = readRange(p.idxFd, p.largeAt + (small & 0x7fffffff) * 8, 8);
-        if (large.length !== 8) throw new PackFormatError(`the index of a pack is truncated (large offset ${small & 0x7fffffff})`);
-        return Number(large.readBigUInt64BE(0));
+        return PackReader.offsetOf(p, bucket.offsets.readUInt32BE(mid * 4));
       }
       if (cmp < 0) hi = mid;
       else lo = mid + 1;
@@ -187,21 +184,19 @@ export class PackReader {
     const small = readRange(p.idxFd, p.offsetsAt, p.count * 4);
     if (small.length !== p.count * 4) throw new PackFormatError('the index of a pack is truncated (offsets)');
     const bounds = new Float64Array(p.count + 1);
-    let large: Buffer | undefined;
-    for (let i = 0; i < p.count; i++) {
-      const value = small.readUInt32BE(i * 4);
-      if (!(value & 0x80000000)) {
-        bounds[i] = value;
-        continue;
-      }
-      // The 8-byte table runs from largeAt to the two checksums that end the index.
-      large ??= readRange(p.idxFd, p.largeAt, Math.max(0, fs.fstatSync(p.idxFd).size - 40 - p.largeAt));
-      const at = (value & 0x7fffffff) * 8;
-      if (at + 8 > large.length) throw new PackFormatError(`the index of a pack is truncated (large offset ${value & 0x7fffffff})`);
-      bounds[i] = Number(large.readBigUInt64BE(at));
-    }
+    for (let i = 0; i < p.count; i++) bounds[i] = PackReader.offsetOf(p, small.readUInt32BE(i * 4));
     bounds[p.count] = p.packSize - 20;
     return bounds.sort();
+  }
+
+  /** An object's offset from its 4-byte entry: the entry itself, or past 2 GiB the 8-byte one its 31 low bits index. */
+  private static offsetOf(p: LoadedPack, entry: number): number {
+    if (!(entry & 0x80000000)) return entry;
+    // The 8-byte table runs from largeAt to the two checksums that end the index.
+    p.large ??= readRange(p.idxFd, p.largeAt, Math.max(0, fs.fstatSync(p.idxFd).size - 40 - p.largeAt));
+    const at = (entry & 0x7fffffff) * 8;
+    if (at + 8 > p.large.length) throw new PackFormatError(`the index of a pack is truncated (large offset ${entry & 0x7fffffff})`);
+    return Number(p.large.readBigUInt64BE(at));
   }
 
   private readAt(p: LoadedPack, offset: number, depth: number): { type: number; data: Buffer } | undefined {
